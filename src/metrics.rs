@@ -1,0 +1,77 @@
+//! Counter names: one per decision, under the `session_guard` prefix. Envoy shows them in
+//! `/stats` as `wasmcustom.<name>` and in `/stats/prometheus` with dots as underscores.
+
+macro_rules! counters {
+    ($( $variant:ident => $name:literal, $help:literal; )*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Counter { $( $variant, )* }
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[ $( Counter::$variant, )* ];
+
+            pub fn name(self) -> &'static str {
+                match self { $( Counter::$variant => $name, )* }
+            }
+
+            pub fn help(self) -> &'static str {
+                match self { $( Counter::$variant => $help, )* }
+            }
+
+            pub fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+counters! {
+    UrlStripped => "session_guard.url.stripped", "requests forwarded after session parameters were removed from the URL";
+    UrlRedirected => "session_guard.url.redirected", "GET/HEAD requests answered 302 to the URL without session parameters (url.action redirect)";
+    UrlRejected => "session_guard.url.rejected", "requests answered 400 because the URL carried session parameters (url.action reject)";
+    UrlParamsRemoved => "session_guard.url.params_removed", "session parameters found in URLs (query and path parameters; several per request possible)";
+    RefererScrubbed => "session_guard.referer.scrubbed", "Referer headers forwarded with session parameters removed";
+    SessionMinted => "session_guard.session.minted", "new anonymous sessions (no valid mesh cookie on the request)";
+    SessionValid => "session_guard.session.valid", "requests with a valid mesh cookie";
+    SessionReissued => "session_guard.session.reissued", "valid cookies re-issued with a new last-use time (sliding idle timeout)";
+    InvalidForged => "session_guard.session.invalid.forged", "mesh cookies whose signature did not verify";
+    InvalidUnknownKey => "session_guard.session.invalid.unknown_key", "mesh cookies signed with a key id not in the key ring";
+    InvalidMalformed => "session_guard.session.invalid.malformed", "mesh cookies that are not a session-guard value";
+    InvalidOversized => "session_guard.session.invalid.oversized", "mesh cookies longer than 4096 bytes";
+    InvalidExpiredAbsolute => "session_guard.session.invalid.expired_absolute", "mesh cookies older than cookie.max_age_s";
+    InvalidExpiredIdle => "session_guard.session.invalid.expired_idle", "mesh cookies unused for longer than cookie.idle_timeout_s";
+    InvalidDuplicate => "session_guard.session.invalid.duplicate", "requests with two or more mesh cookies (a tossed cookie): none used";
+    RotationLogin => "session_guard.rotation.login", "session IDs rotated on a login signal";
+    RotationPrivilege => "session_guard.rotation.privilege", "session IDs rotated on a privilege signal";
+    Logout => "session_guard.logout", "sessions ended by a logout signal (cookie expired)";
+    SignalUntrusted => "session_guard.signal.untrusted", "signals from clusters outside signal.trusted_clusters, ignored and removed";
+    SignalInvalidSubject => "session_guard.signal.invalid_subject", "subjects refused (missing, empty, over 256 bytes or not printable ASCII)";
+    SignalUnknown => "session_guard.signal.unknown", "signal header values other than login, privilege, logout; ignored and removed";
+    SpoofedHeadersRemoved => "session_guard.spoofed_headers_removed", "client-sent x-session-id / x-session-subject / x-session-id-next headers removed";
+    UpstreamCookieBlocked => "session_guard.upstream_cookie.blocked", "upstream Set-Cookie headers for the mesh cookie's name, removed";
+    UpstreamCookieHardened => "session_guard.upstream_cookie.hardened", "upstream Set-Cookie headers given missing Secure/HttpOnly/SameSite";
+    InternalError => "session_guard.internal_error", "host calls that failed or randomness unavailable; the request continued unchanged where safe";
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_prefixed_and_indexed_in_order() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+            assert!(c.name().starts_with("session_guard."));
+            assert!(!c.help().is_empty());
+            assert_eq!(
+                Counter::ALL.iter().filter(|d| d.name() == c.name()).count(),
+                1
+            );
+        }
+    }
+}

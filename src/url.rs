@@ -1,0 +1,388 @@
+//! Defense 1: session IDs never travel in URLs.
+//!
+//! Parameters are removed on raw bytes: only a parameter's *name* is percent-decoded (for
+//! the comparison); every byte that is kept is copied exactly as the client sent it, so
+//! invalid percent sequences, `+`, empty elements and bytes 0x80-0xFF survive untouched.
+//! Nothing is parsed and re-serialized.
+
+/// The outcome of a rewrite that removed at least one parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stripped {
+    pub value: Vec<u8>,
+    /// Number of parameters removed (query and path parameters together).
+    pub removed: usize,
+}
+
+/// Strips listed parameters from a request target (`:path`). `None` when nothing matched;
+/// that path does not allocate.
+pub fn strip_path(path: &[u8], params: &[String]) -> Option<Stripped> {
+    let (before_fragment, fragment) = split_fragment(path);
+    let (p, q) = split_query(before_fragment);
+    let removed = count_path_params(p, params) + q.map_or(0, |q| count_query(q, params));
+    if removed == 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(path.len());
+    write_path(&mut out, p, params);
+    if let Some(q) = q {
+        write_query(&mut out, q, params);
+    }
+    if let Some(f) = fragment {
+        out.push(b'#');
+        out.extend_from_slice(f);
+    }
+    Some(Stripped {
+        value: out,
+        removed,
+    })
+}
+
+/// Strips listed parameters from a `Referer` value: an absolute URL (`scheme://authority`
+/// kept verbatim) or, failing that, a path.
+pub fn strip_referer(referer: &[u8], params: &[String]) -> Option<Stripped> {
+    let start = authority_end(referer);
+    let (head, rest) = referer.split_at_checked(start)?;
+    let s = strip_path(rest, params)?;
+    let mut value = Vec::with_capacity(head.len() + s.value.len());
+    value.extend_from_slice(head);
+    value.extend_from_slice(&s.value);
+    Some(Stripped {
+        value,
+        removed: s.removed,
+    })
+}
+
+/// Whether a raw (possibly percent-encoded) parameter name is one of `params` (lowercase).
+pub fn name_matches(raw: &[u8], params: &[String]) -> bool {
+    // A decoded name is between a third of the raw length and the raw length.
+    params.iter().any(|p| {
+        let t = p.as_bytes();
+        t.len() <= raw.len() && raw.len() <= t.len() * 3 && decoded_eq_ignore_case(raw, t)
+    })
+}
+
+/// Makes a clean path safe for a `Location` header: bytes outside visible ASCII are
+/// percent-encoded (a browser would send them encoded anyway).
+pub fn location_value(path: &[u8]) -> String {
+    let mut s = String::with_capacity(path.len());
+    for &b in path {
+        if (0x21..0x7f).contains(&b) {
+            s.push(char::from(b));
+        } else {
+            s.push('%');
+            s.push(hex_digit(b >> 4));
+            s.push(hex_digit(b & 0x0f));
+        }
+    }
+    s
+}
+
+fn hex_digit(n: u8) -> char {
+    char::from(if n < 10 { b'0' + n } else { b'A' + n - 10 })
+}
+
+fn authority_end(v: &[u8]) -> usize {
+    let Some(scheme_end) = v.windows(3).position(|w| w == b"://") else {
+        return 0;
+    };
+    // A scheme is letters, digits, '+', '-', '.'; otherwise "://" is inside a path.
+    let scheme_ok = v.get(..scheme_end).is_some_and(|s| {
+        !s.is_empty()
+            && s.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+    });
+    if !scheme_ok {
+        return 0;
+    }
+    let after = scheme_end + 3;
+    let tail = v.get(after..).unwrap_or(&[]);
+    after
+        + tail
+            .iter()
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(tail.len())
+}
+
+fn split_fragment(v: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match v.iter().position(|&b| b == b'#') {
+        Some(i) => (v.get(..i).unwrap_or(v), Some(v.get(i + 1..).unwrap_or(&[]))),
+        None => (v, None),
+    }
+}
+
+fn split_query(v: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match v.iter().position(|&b| b == b'?') {
+        Some(i) => (v.get(..i).unwrap_or(v), Some(v.get(i + 1..).unwrap_or(&[]))),
+        None => (v, None),
+    }
+}
+
+fn param_name(param: &[u8]) -> &[u8] {
+    match param.iter().position(|&b| b == b'=') {
+        Some(i) => param.get(..i).unwrap_or(param),
+        None => param,
+    }
+}
+
+fn count_path_params(path: &[u8], params: &[String]) -> usize {
+    path.split(|&b| b == b'/')
+        .map(|seg| {
+            seg.split(|&b| b == b';')
+                .skip(1)
+                .filter(|p| name_matches(param_name(p), params))
+                .count()
+        })
+        .sum()
+}
+
+fn count_query(q: &[u8], params: &[String]) -> usize {
+    q.split(|&b| b == b'&')
+        .filter(|p| name_matches(param_name(p), params))
+        .count()
+}
+
+fn write_path(out: &mut Vec<u8>, path: &[u8], params: &[String]) {
+    for (i, seg) in path.split(|&b| b == b'/').enumerate() {
+        if i > 0 {
+            out.push(b'/');
+        }
+        let mut parts = seg.split(|&b| b == b';');
+        if let Some(base) = parts.next() {
+            out.extend_from_slice(base);
+        }
+        for p in parts {
+            if !name_matches(param_name(p), params) {
+                out.push(b';');
+                out.extend_from_slice(p);
+            }
+        }
+    }
+}
+
+fn write_query(out: &mut Vec<u8>, q: &[u8], params: &[String]) {
+    let mut first = true;
+    for p in q.split(|&b| b == b'&') {
+        if name_matches(param_name(p), params) {
+            continue;
+        }
+        out.push(if first { b'?' } else { b'&' });
+        first = false;
+        out.extend_from_slice(p);
+    }
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes `raw` on the fly and compares it, ASCII case-insensitively, with the
+/// lowercase `target`. Invalid percent sequences compare as their literal bytes.
+fn decoded_eq_ignore_case(raw: &[u8], target: &[u8]) -> bool {
+    let mut i = 0;
+    let mut t = target.iter();
+    while let Some(&b) = raw.get(i) {
+        let (c, used) = match (
+            b,
+            raw.get(i + 1).copied().and_then(hex_val),
+            raw.get(i + 2).copied().and_then(hex_val),
+        ) {
+            (b'%', Some(h), Some(l)) => ((h << 4) | l, 3),
+            _ => (b, 1),
+        };
+        match t.next() {
+            Some(&want) if c.to_ascii_lowercase() == want => {}
+            _ => return false,
+        }
+        i += used;
+    }
+    t.next().is_none()
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::DEFAULT_URL_PARAMS;
+    use proptest::prelude::*;
+    use serde::Deserialize;
+
+    /// The shared table: the same cases run here and through the real Envoy
+    /// (tests/url_defense.rs).
+    #[derive(Deserialize)]
+    pub struct Case {
+        pub name: String,
+        pub path: String,
+        pub want: String,
+        pub removed: usize,
+    }
+
+    pub fn cases() -> Vec<Case> {
+        serde_json::from_str(include_str!("../tests/cases/url_strip.json")).unwrap()
+    }
+
+    pub fn default_params() -> Vec<String> {
+        let mut v: Vec<String> = DEFAULT_URL_PARAMS.iter().map(|s| s.to_string()).collect();
+        v.push("__host-session".into());
+        v
+    }
+
+    #[test]
+    fn shared_table_of_url_cases() {
+        let params = default_params();
+        for c in cases() {
+            let got = strip_path(c.path.as_bytes(), &params);
+            match got {
+                None => assert_eq!(
+                    (c.path.as_str(), 0),
+                    (c.want.as_str(), c.removed),
+                    "{}: unchanged, but the table expects a rewrite",
+                    c.name
+                ),
+                Some(s) => {
+                    assert_eq!(String::from_utf8_lossy(&s.value), c.want, "{}", c.name);
+                    assert_eq!(s.removed, c.removed, "{}", c.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_urls_get_a_defined_outcome() {
+        let params = default_params();
+        let cases: Vec<(&str, Vec<u8>, Option<Vec<u8>>)> = vec![
+            (
+                "bytes 0x80-0xFF kept verbatim",
+                b"/caf\xc3\xa9;jsessionid=1?\xff=\xfe&phpsessid=2".to_vec(),
+                Some(b"/caf\xc3\xa9?\xff=\xfe".to_vec()),
+            ),
+            ("semicolon storm", b"/a;;;;;;/b;;=;=;".to_vec(), None),
+            (
+                "equals storm",
+                b"/?====&jsessionid====".to_vec(),
+                Some(b"/?====".to_vec()),
+            ),
+            ("truncated percent", b"/?jsessionid%".to_vec(), None),
+            ("percent at end of name", b"/?jsessionid%4".to_vec(), None),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(strip_path(&input, &params).map(|s| s.value), want, "{name}");
+        }
+        let long: Vec<u8> = [
+            b"/?".to_vec(),
+            b"a=1&".repeat(15_000),
+            b"jsessionid=x".to_vec(),
+        ]
+        .concat();
+        let s = strip_path(&long, &params).unwrap();
+        assert_eq!(s.removed, 1);
+        assert_eq!(s.value.len(), long.len() - "&jsessionid=x".len());
+        let many: Vec<u8> = [b"/?".to_vec(), b"jsessionid=x&".repeat(5000)].concat();
+        let s = strip_path(&many, &params).unwrap();
+        assert_eq!(s.removed, 5000);
+        assert_eq!(
+            s.value, b"/?",
+            "the trailing empty element is not a parameter and stays"
+        );
+    }
+
+    #[test]
+    fn referer_is_scrubbed_with_authority_kept() {
+        let params = default_params();
+        let cases: Vec<(&str, &str, Option<&str>)> = vec![
+            (
+                "absolute url",
+                "https://shop.example/cart;jsessionid=AB?x=1&JSESSIONID=CD",
+                Some("https://shop.example/cart?x=1"),
+            ),
+            (
+                "query right after authority",
+                "https://h.example?phpsessid=1",
+                Some("https://h.example"),
+            ),
+            ("no parameters", "https://h.example/a?b=c", None),
+            ("relative", "/a?sessionid=1&b", Some("/a?b")),
+            (
+                "authority lookalike in path",
+                "/x://y/?jsessionid=1",
+                Some("/x://y/"),
+            ),
+        ];
+        for (name, input, want) in cases {
+            let got = strip_referer(input.as_bytes(), &params)
+                .map(|s| String::from_utf8(s.value).unwrap());
+            assert_eq!(got.as_deref(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn location_is_ascii() {
+        assert_eq!(location_value(b"/caf\xc3\xa9 x?a=1"), "/caf%C3%A9%20x?a=1");
+    }
+
+    fn arb_piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"jsessionid".to_vec()),
+            Just(b"JSESSIONID".to_vec()),
+            Just(b"%6Asessionid".to_vec()),
+            Just(b"phpsessid".to_vec()),
+            Just(b"a".to_vec()),
+            Just(b"=".to_vec()),
+            Just(b";".to_vec()),
+            Just(b"&".to_vec()),
+            Just(b"?".to_vec()),
+            Just(b"/".to_vec()),
+            Just(b"%".to_vec()),
+            Just(b"%zz".to_vec()),
+            Just(b"+".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..3),
+        ]
+    }
+
+    fn contains_listed(path: &[u8], params: &[String]) -> bool {
+        let (p, q) = split_query(split_fragment(path).0);
+        count_path_params(p, params) > 0 || q.is_some_and(|q| count_query(q, params) > 0)
+    }
+
+    proptest! {
+        #[test]
+        fn stripping_is_idempotent_and_complete(pieces in proptest::collection::vec(arb_piece(), 0..40)) {
+            let params = default_params();
+            let path: Vec<u8> = pieces.concat();
+            let once = strip_path(&path, &params).map(|s| s.value).unwrap_or_else(|| path.clone());
+            prop_assert!(!contains_listed(&once, &params));
+            prop_assert!(strip_path(&once, &params).is_none(), "twice == once");
+        }
+
+        #[test]
+        fn other_elements_are_kept_byte_for_byte(
+            keep in proptest::collection::vec("[a-z0-9%+._~-]{0,8}(=[^&#;/?]{0,8})?", 1..10),
+            drop_at in proptest::collection::vec(any::<bool>(), 1..10),
+        ) {
+            let params = default_params();
+            let mut elems = Vec::new();
+            for (i, k) in keep.iter().enumerate() {
+                if drop_at.get(i).copied().unwrap_or(false) {
+                    elems.push("jsessionid=zz".to_string());
+                }
+                elems.push(k.clone());
+            }
+            let kept: Vec<&String> = keep.iter().filter(|k| !name_matches(param_name(k.as_bytes()), &params)).collect();
+            let path = format!("/p?{}", elems.join("&"));
+            let out = strip_path(path.as_bytes(), &params).map(|s| s.value).unwrap_or_else(|| path.clone().into_bytes());
+            let want = if kept.is_empty() { "/p".to_string() } else {
+                format!("/p?{}", kept.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("&"))
+            };
+            prop_assert_eq!(String::from_utf8_lossy(&out).to_string(), want);
+        }
+    }
+}
