@@ -1,0 +1,36 @@
+//! The whole request and response decision on arbitrary header bytes: never a panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use session_guard::policy::{decide_request, decide_response, RequestView, ResponseView};
+
+fuzz_target!(|data: &[u8]| {
+    let cfg = session_guard::config::parse(
+        br#"{"keys":[{"id":"k1","secret":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]}"#,
+        &|_| None,
+    )
+    .unwrap();
+    let mut parts = data.split(|&b| b == 0);
+    let path = parts.next().unwrap_or(&[]);
+    let cookie = parts.next().unwrap_or(&[]);
+    let signal = parts.next().unwrap_or(&[]);
+    let subject = parts.next().unwrap_or(&[]);
+    let set_cookie = parts.next().unwrap_or(&[]);
+    let req = RequestView {
+        method: b"GET",
+        path: Some(path),
+        referer: Some(path),
+        cookies: vec![cookie],
+        may_signal: data.first().is_some_and(|b| b & 1 == 1),
+        now: 1_800_000_000,
+        ..Default::default()
+    };
+    let d = decide_request(&cfg, &req, &mut || Some([7; 16]));
+    let resp = ResponseView {
+        signals: vec![signal],
+        subjects: vec![subject],
+        set_cookies: vec![set_cookie],
+        cache_control: Some(subject),
+        now: 1_800_000_000,
+    };
+    let _ = decide_response(&cfg, &d.pending, &resp);
+});

@@ -1,0 +1,33 @@
+//! Properties: the output never contains a listed parameter; stripping twice equals
+//! stripping once; the output is the input with whole parameters removed (a subsequence).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use session_guard::url::{strip_path, strip_referer};
+
+fn params() -> Vec<String> {
+    ["jsessionid", "phpsessid", "sessionid", "__host-session", "a"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn is_subsequence(small: &[u8], big: &[u8]) -> bool {
+    let mut it = big.iter();
+    small.iter().all(|b| it.any(|c| c == b))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let params = params();
+    match strip_path(data, &params) {
+        None => {}
+        Some(s) => {
+            assert!(s.removed > 0);
+            assert!(s.value.len() < data.len());
+            assert!(is_subsequence(&s.value, data), "only whole parameters are removed");
+            assert!(strip_path(&s.value, &params).is_none(), "twice == once");
+        }
+    }
+    if let Some(s) = strip_referer(data, &params) {
+        assert!(strip_referer(&s.value, &params).is_none(), "referer: twice == once");
+    }
+});
