@@ -109,6 +109,11 @@ fn printable(v: Option<&[u8]>) -> String {
     }
 }
 
+fn value_tag(cfg: &Config, v: &[u8]) -> String {
+    cfg.signing_key()
+        .map_or_else(|| "-".to_string(), |k| token::log_tag_bytes(k, v))
+}
+
 fn tag(cfg: &Config, id: &SessionId) -> String {
     cfg.signing_key()
         .map_or_else(|| "-".to_string(), |k| token::log_tag(k, id))
@@ -237,8 +242,9 @@ pub fn decide_request(
                     rec.log(
                         level,
                         format!(
-                            "session cookie invalid: {} request_id={rid}",
-                            reason.as_str()
+                            "session cookie invalid: {} cookie={} request_id={rid}",
+                            reason.as_str(),
+                            value_tag(cfg, c.value)
                         ),
                     );
                 }

@@ -234,10 +234,15 @@ pub fn remaining_lifetime(s: &Session, now: u64, max_age_s: u64) -> u64 {
 /// A keyed, truncated hash naming a session in logs: correlatable across log lines,
 /// useless for replay, and not reversible without the key.
 pub fn log_tag(key: &Key, id: &SessionId) -> String {
-    let Some(mut mac) = mac_for(key, b"session-guard log tag", &id.0) else {
+    log_tag_bytes(key, &id.0)
+}
+
+/// The same keyed hash over arbitrary bytes: names a presented (invalid) cookie value in
+/// logs, so repeated attempts correlate without the value ever being written.
+pub fn log_tag_bytes(key: &Key, bytes: &[u8]) -> String {
+    let Some(mac) = mac_for(key, b"session-guard log tag", bytes) else {
         return "-".to_string();
     };
-    mac.update(b"");
     let tag = mac.finalize().into_bytes();
     tag.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }

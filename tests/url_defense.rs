@@ -1,6 +1,11 @@
 //! Defense 1 in the real Envoy: session IDs never travel in URLs to an upstream.
 //! The table in tests/cases/url_strip.json is the same one the unit tests run.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 use common::*;
@@ -80,11 +85,22 @@ async fn referer_is_scrubbed_of_the_same_parameters() {
 async fn redirect_answers_get_and_head_with_the_clean_url_and_strips_other_methods() {
     let (app, envoy) = sidecar(r#","url":{"action":"redirect"}"#).await;
     for method in ["GET", "HEAD"] {
-        let resp = send(envoy.port(), Req::new(method, "/a;jsessionid=1/b?x=1&jsessionid=2")).await;
+        let resp = send(
+            envoy.port(),
+            Req::new(method, "/a;jsessionid=1/b?x=1&jsessionid=2"),
+        )
+        .await;
         assert_eq!(resp.status, 302, "{method}");
-        assert_eq!(resp.header("location").as_deref(), Some("/a/b?x=1"), "{method}");
+        assert_eq!(
+            resp.header("location").as_deref(),
+            Some("/a/b?x=1"),
+            "{method}"
+        );
         assert_eq!(resp.header("cache-control").as_deref(), Some("no-store"));
-        assert!(resp.header("set-cookie").is_none(), "no session for a redirect");
+        assert!(
+            resp.header("set-cookie").is_none(),
+            "no session for a redirect"
+        );
     }
     assert_eq!(app.count(), 0, "nothing forwarded for GET/HEAD");
     let resp = send(envoy.port(), Req::post("/form?jsessionid=1&k=v", "body=1")).await;
@@ -102,19 +118,31 @@ async fn reject_answers_400_and_forwards_nothing() {
     for method in ["GET", "POST"] {
         let resp = send(envoy.port(), Req::new(method, "/login;JSESSIONID=abc")).await;
         assert_eq!(resp.status, 400);
-        assert!(resp.body_str().contains("session identifiers are not accepted"));
-        assert!(resp.header("content-type").unwrap().starts_with("text/plain"));
+        assert!(resp
+            .body_str()
+            .contains("session identifiers are not accepted"));
+        assert!(resp
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain"));
     }
     assert_eq!(app.count(), 0);
     let resp = send(envoy.port(), Req::get("/clean?session_id=cs_1")).await;
-    assert_eq!(resp.status, 200, "a generic session_id is not a session parameter");
+    assert_eq!(
+        resp.status, 200,
+        "a generic session_id is not a session parameter"
+    );
     assert_eq!(envoy.counter("session_guard.url.rejected").await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn configured_params_replace_and_extend_the_defaults() {
     let (app, envoy) = sidecar(r#","url":{"params":["sid"],"extra_params":["token"]}"#).await;
-    send(envoy.port(), Req::get("/a?sid=1&token=2&jsessionid=3&__Host-session=4")).await;
+    send(
+        envoy.port(),
+        Req::get("/a?sid=1&token=2&jsessionid=3&__Host-session=4"),
+    )
+    .await;
     assert_eq!(app.last().unwrap().path_str(), "/a?jsessionid=3");
 }
 
@@ -145,8 +173,16 @@ async fn hostile_urls_get_a_defined_outcome_and_never_break_the_worker() {
     let many = format!("/?{}", "jsessionid=x&a&".repeat(3_000));
     let resp = send(envoy.port(), Req::get(&many)).await;
     assert_eq!(resp.status, 200);
-    assert_eq!(app.last().unwrap().path_str(), format!("/?{}", "a&".repeat(3_000)));
-    for storm in ["/;;;;;;;;;;;;/;=;=;=", "/?========&&&&&&", "/%%%%%?%zz=%", "/?jsessionid%"] {
+    assert_eq!(
+        app.last().unwrap().path_str(),
+        format!("/?{}", "a&".repeat(3_000))
+    );
+    for storm in [
+        "/;;;;;;;;;;;;/;=;=;=",
+        "/?========&&&&&&",
+        "/%%%%%?%zz=%",
+        "/?jsessionid%",
+    ] {
         let resp = send(envoy.port(), Req::get(storm)).await;
         assert_eq!(resp.status, 200, "{storm}");
         assert_eq!(app.last().unwrap().path_str(), storm, "untouched: {storm}");
@@ -162,7 +198,10 @@ async fn monitor_mode_counts_url_parameters_but_forwards_the_url_as_sent() {
     let (app, envoy) = sidecar(r#","mode":"monitor","url":{"action":"reject"}"#).await;
     let resp = send(envoy.port(), Req::get("/a;jsessionid=1?jsessionid=2")).await;
     assert_eq!(resp.status, 200);
-    assert_eq!(app.last().unwrap().path_str(), "/a;jsessionid=1?jsessionid=2");
+    assert_eq!(
+        app.last().unwrap().path_str(),
+        "/a;jsessionid=1?jsessionid=2"
+    );
     assert_eq!(envoy.counter("session_guard.url.rejected").await, 1);
     assert_eq!(envoy.counter("session_guard.url.params_removed").await, 2);
 }
