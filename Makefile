@@ -52,8 +52,9 @@ build: wasm-target
 
 ## --- tests -----------------------------------------------------------------------------
 
+# The browser test is required here (it may only skip when run outside `make test`).
 test: build deps browser-deps image-deps fuzz-smoke
-	cargo test --release -- --test-threads=4
+	SESSION_GUARD_REQUIRE_BROWSER=1 cargo test --release -- --test-threads=4
 
 test-unit:
 	cargo test --release --lib

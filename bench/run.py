@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -88,6 +89,11 @@ def parse_args():
     ap.add_argument("--upstream-concurrency", type=int, default=env_num("BENCH_UPSTREAM_CONCURRENCY", 1))
     ap.add_argument("--no-mem-probe", action="store_true",
                     default=os.environ.get("BENCH_MEM_PROBE", "1") == "0")
+    ap.add_argument("--hostcalls", action="store_true",
+                    default=os.environ.get("BENCH_HOSTCALLS", "0") == "1",
+                    help="instead of the classes, price single host calls with bench/hostcall-probe")
+    ap.add_argument("--calls", type=int, default=env_num("BENCH_CALLS", 25),
+                    help="--hostcalls: calls per request")
     ap.add_argument("--json", default=os.environ.get("BENCH_JSON", str(c.RUN_DIR / "bench" / "result.json")))
     return ap.parse_args()
 
@@ -107,6 +113,8 @@ def kib(n: int) -> str:
 def main() -> int:
     args = parse_args()
     c.install_cleanup()
+    if args.hostcalls:
+        return hostcalls_main(args)
     classes = [k.strip() for k in args.classes.split(",") if k.strip()]
     for k in classes:
         if k not in CLASSES:
@@ -419,6 +427,127 @@ def report(result: dict, classes: list[str], args) -> None:
         c.log("admin /memory (Envoy heap; Wasm linear memory is mmap'd by V8, not in here): " + ", ".join(
             f"{k}={int(am[k]) / 1048576:.1f} MiB" for k in ("allocated", "heap_size", "pageheap_free_bytes")
             if k in am))
+
+
+PROBE_WASM = str(c.BENCH / "hostcall-probe" / "target" / "wasm32-wasip1" / "release" / "hostcall_probe.wasm")
+PROBE_OPS = {
+    "none": "the probe module doing nothing (its floor)",
+    "req_headers_map": "get_map_bytes(request headers): whole map",
+    "req_header_one": "get_map_value_bytes(request headers, cookie)",
+    "resp_headers_map": "get_map_bytes(response headers): whole map",
+    "property_cluster": "get_property(xds.cluster_name)",
+    "time": "get_current_time",
+    "random": "WASI random_get, 16 bytes",
+    "metric": "increment_metric",
+    "set_header": "set_map_value_bytes(request header)",
+    "hmac": "HMAC-SHA256 of 120 bytes, keyed per use (pure Wasm)",
+    "hmac_prekeyed": "HMAC-SHA256 of 120 bytes, keyed state cloned (pure Wasm)",
+    "cluster_once": "get_property(xds.cluster_name) once: the first read resolves the route",
+    "steady_calls": "session-guard's host calls on a steady request, once (no compute)",
+    "steady_cluster_last": "the same calls, xds.cluster_name read after the header edits",
+}
+# Probe configurations of the ops that are not a single probe op name.
+PROBE_ALIASES = {
+    "cluster_once": "seq=cluster",
+    "steady_cluster_last": "seq=req_map+time+rm_cookie+set_sid+metric+cluster+resp_map+resp_time",
+}
+ONCE = {"steady_calls", "cluster_once", "steady_cluster_last"}  # done once per request
+
+
+def hostcalls_main(args) -> int:
+    """Price single host calls: one listener per op (each doing the op `--calls` times per
+    request), the steady request (valid-looking cookie, clean URL), interleaved rounds.
+    Price of one call = (extra(op) - extra(none)) / calls, extra as in the class bench."""
+    for f, what in ((c.ENVOY_BIN, "Envoy (make deps)"), (PROBE_WASM, "hostcall probe (scripts/bench.sh --hostcalls)")):
+        if not Path(f).exists():
+            raise SystemExit(f"missing {what}: {f}")
+    work = c.RUN_DIR / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    envoy_cpus, load_cpus = cpu_plan(args.pin)
+    prio = c.raise_priority(int(args.nice)) if args.nice not in ("", None) else "priority unchanged"
+    # BENCH_PROBE_OPS: a comma list to price instead of the default set; `seq=a+b+...` runs a
+    # sequence of single calls once per request (steps: see bench/hostcall-probe/src/lib.rs).
+    ops = [o.strip() for o in os.environ.get("BENCH_PROBE_OPS", ",".join(PROBE_OPS)).split(",") if o.strip()]
+    if "none" not in ops:
+        ops.insert(0, "none")
+    up_admin, app_port, auth_port, api_port, admin, p_none, p_guard, *probe_ports = c.free_ports(7 + len(ops))
+    ports = {"no filter": p_none, **dict(zip(ops, probe_ports)), "session-guard": p_guard}
+    c.log(f"== host-call pricing: {args.calls} calls per request, {args.rounds} rounds x {args.duration}s, "
+          f"wrk -t1 -c{args.connections}; bench Envoy on cpu {envoy_cpus or 'any'}; {prio}")
+    tpl = (c.BENCH / "envoy-hostcalls.yaml").read_text()
+    m = re.search(r"(?ms)^[ \t]*# BEGIN probe\n(.*?)^[ \t]*# END probe\n", tpl)
+    if not m:
+        raise SystemExit("envoy-hostcalls.yaml: no probe block")
+    once = lambda op: op in ONCE or op.startswith("seq=")  # noqa: E731
+    blocks = "".join(m.group(1).replace("@PROBE_NAME@", f"op{i}").replace("@PROBE_PORT@", str(ports[op]))
+                     .replace("@PROBE_CONFIG@", f"{PROBE_ALIASES.get(op, op)}:{1 if once(op) else args.calls}")
+                     for i, op in enumerate(ops))
+    (work / "hostcalls.tpl.yaml").write_text(tpl[:m.start()] + blocks + tpl[m.end():])
+    cfg = c.render(work / "hostcalls.tpl.yaml", work / "hostcalls.yaml", {
+        "ADMIN_PORT": admin, "PORT_NONE": p_none, "PORT_GUARD": p_guard, "APP_PORT": app_port,
+        "AUTH_PORT": auth_port, "PROBE_WASM": PROBE_WASM, "GUARD_WASM": c.GUARD_WASM})
+    up_cfg = c.render(c.BENCH / "upstream.yaml", work / "upstream.yaml", {
+        "UP_ADMIN_PORT": up_admin, "APP_PORT": app_port, "AUTH_PORT": auth_port, "API_PORT": api_port})
+    upstream = c.Envoy("upstream", up_cfg, up_admin, args.upstream_concurrency, cpus=load_cpus)
+    bench = c.Envoy("hostcalls", cfg, admin, 1, cpus=envoy_cpus, env={"SESSION_GUARD_KEY": c.random_key()})
+    upstream.wait_ready()
+    bench.wait_ready()
+    (worker,) = bench.worker_tids()
+    # The steady request: a valid session cookie (minted by session-guard), a clean URL.
+    _st, hd, _ = c.http(p_guard, "/app/page?x=1")
+    cookie = c.mesh_cookie_from(hd, COOKIE) or f"{COOKIE}=v1.k1.{'A' * 60}.{'B' * 43}"
+    path, hdrs = "/app/page?x=1", {"Cookie": cookie}
+    names = list(ports)
+    for name in names:
+        if args.warmup > 0:
+            c.run_wrk(ports[name], path, duration=args.warmup, connections=args.connections,
+                      headers=hdrs, cpus=load_cpus)
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for rnd in range(args.rounds):
+        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        for name in order:
+            cpu0, t0 = c.thread_cpu_ns(bench.pid, worker), time.monotonic()
+            r = c.run_wrk(ports[name], path, duration=args.duration, connections=args.connections,
+                          headers=hdrs, cpus=load_cpus)
+            cpu1, t1 = c.thread_cpu_ns(bench.pid, worker), time.monotonic()
+            r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+            r["cpu_us_per_req"] = (cpu1 - cpu0) / 1e3 / max(r["requests"], 1)
+            r["util"] = (cpu1 - cpu0) / 1e9 / (t1 - t0)
+            r.pop("stdout", None)
+            runs[name].append(r)
+    bench.stop()
+    upstream.stop()
+    med = statistics.median
+    base = runs["no filter"]
+    shown = ops + ["session-guard"]
+    extra = {n: med([b["cpu_us_per_req"] - a["cpu_us_per_req"] for a, b in zip(base, runs[n])]) for n in shown}
+    extra_rps = {n: med([1e6 / b["rps"] - 1e6 / a["rps"] for a, b in zip(base, runs[n])]) for n in shown}
+    c.log(f"\n{'op':<20} {'req/s':>7} {'util':>5} {'extra/req cpu':>13} {'per call cpu':>12} "
+          f"{'per call 1/rps':>14}  what")
+    c.log(f"{'no filter':<20} {med([r['rps'] for r in base]):>7.0f} "
+          f"{med([r['util'] for r in base]) * 100:>4.0f}% {0:>13.1f} {'':>12} {'':>14}  router only")
+    for n in shown:
+        k = 1 if once(n) else args.calls
+        per = (extra[n] - extra["none"]) / k if n not in ("none", "session-guard") else float("nan")
+        per_rps = (extra_rps[n] - extra_rps["none"]) / k if n not in ("none", "session-guard") else float("nan")
+        what = PROBE_OPS.get(n, "the real filter, steady request" if n == "session-guard" else "sequence, once")
+        c.log(f"{n:<20} {med([r['rps'] for r in runs[n]]):>7.0f} {med([r['util'] for r in runs[n]]) * 100:>4.0f}% "
+              f"{extra[n]:>13.1f} {per:>12.2f} {per_rps:>14.2f}  {what}")
+    c.log("  extra/req: worker CPU us per request over `no filter` (median of paired rounds); per call: "
+          f"(extra - extra of `none`) / {args.calls} (/1 for the ops done once)")
+    if "steady_calls" in extra:
+        sg, calls_only, floor = extra["session-guard"], extra["steady_calls"], extra["none"]
+        c.log(f"  session-guard steady = {sg:.1f} us: Wasm floor {floor:.1f} + its host calls "
+              f"{calls_only - floor:.1f} + the rest (its own Wasm computation) {sg - calls_only:.1f}")
+    if "steady_cluster_last" in extra and "steady_calls" in extra:
+        c.log(f"  reading xds.cluster_name after the header edits instead of before: "
+              f"{extra['steady_calls'] - extra['steady_cluster_last']:+.1f} us per request saved")
+    result = {"calls": args.calls, "extra_cpu_us": extra, "extra_1rps_us": extra_rps,
+              "runs": {n: [{k: v for k, v in r.items()} for r in rs] for n, rs in runs.items()}}
+    out = Path(args.json).with_name("hostcalls.json")
+    out.write_text(json.dumps(result, indent=2))
+    c.log(f"(raw results: {out})")
+    return 0
 
 
 if __name__ == "__main__":

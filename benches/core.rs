@@ -1,6 +1,11 @@
 //! Micro-benchmarks of the pure core: the per-request work outside host calls.
 //! `cargo bench --bench core`; the Envoy-level benchmark is `make bench`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use session_guard::config::{parse, DEFAULT_URL_PARAMS};
@@ -15,7 +20,11 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let key = &cfg.keys[0];
-    let s = Session::new(SessionId([7; 16]), 1_800_000_000, Some("alice@example.com".into()));
+    let s = Session::new(
+        SessionId([7; 16]),
+        1_800_000_000,
+        Some("alice@example.com".into()),
+    );
     let value = token::encode(&s, "__Host-session", key).unwrap();
     c.bench_function("verify", |b| {
         b.iter(|| token::decode(black_box(value.as_bytes()), b"__Host-session", &cfg.keys))

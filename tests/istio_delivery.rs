@@ -17,8 +17,8 @@
 //!    `gateway-patch.yaml` and the Secret put them there.
 //!
 //! Naming: istiod's names depend on the Istio version ([`istiod_names`]); the tests use those of
-//! Istio 1.30+ ([`ISTIO_MINOR`]). The only name mapped is the other way round: the bootstrap's
-//! `auth` cluster is *renamed* to the WasmPlugin's trusted cluster,
+//! Istio 1.30+ ([`ISTIO_MINOR`]). Nothing in the WasmPlugin is substituted: instead the
+//! bootstrap's `auth` cluster is *renamed* to the cluster the WasmPlugin trusts, Istio's
 //! `outbound|8080||auth.default.svc.cluster.local` (Envoy accepts `|`), so the shipped
 //! `pluginConfig` runs verbatim.
 //!
@@ -695,6 +695,21 @@ impl Ecds {
             .to_owned()
     }
 
+    /// The `version_info` of the resource in admin `/config_dump` (what `istioctl proxy-config
+    /// ecds` shows).
+    async fn dumped_version(&self, envoy: &Envoy) -> String {
+        let resp = envoy.admin("/config_dump?resource=ecds_filters").await;
+        let json: Json = serde_json::from_slice(&resp.body).expect("config_dump JSON");
+        json["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["ecds_filter"]["name"].as_str() == Some(self.resource.as_str()))
+            .and_then(|c| c["version_info"].as_str())
+            .unwrap_or_else(|| panic!("{} not in the config dump: {json}", self.resource))
+            .to_owned()
+    }
+
     /// Pushes `ec` and waits until Envoy has processed it; returns what Envoy did.
     async fn push(&mut self, envoy: &Envoy, ec: &Json) -> Outcome {
         let before = self.stats(envoy).await;
@@ -710,7 +725,8 @@ impl Ecds {
                     "one rename, one update"
                 );
                 // A refused update counts `config_fail` (and `update_rejected`) in the same
-                // main-thread step that read the file, so it is visible at once.
+                // main-thread step that read the file, so it is visible at once. (Envoy 1.40
+                // counts it in `config_reload` too: that counter alone proves nothing.)
                 if now.config_fail > before.config_fail {
                     assert_eq!(now.update_rejected, before.update_rejected + 1, "{now:?}");
                     return Outcome::Refused;
@@ -1197,6 +1213,9 @@ async fn gateway_wasmplugin_over_ecds_guards_sessions_rotates_keys_and_survives_
         "3",
         "Envoy reports the last accepted version"
     );
+    // ... but its config dump already shows the refused resource (Envoy records what it received
+    // before building it): `istioctl proxy-config ecds` is no proof of what runs.
+    assert_eq!(ecds.dumped_version(&envoy).await, ecds.version.to_string());
     // Traffic keeps the previous configuration ([k2]): guarded, not failing, not unprotected.
     let (_, got) = get_via(&envoy, &app, &cookie, "/?jsessionid=x", Some(&b)).await;
     assert_eq!(got.path_str(), "/");
@@ -1207,16 +1226,15 @@ async fn gateway_wasmplugin_over_ecds_guards_sessions_rotates_keys_and_survives_
         .starts_with("v1.k2."));
 
     // The same WasmPlugin again (a re-push: new resourceVersion, which istio-agent strips, so
-    // the same typed_config). Envoy 1.40 compares it with the last one it *received* and
-    // accepts it without applying anything: the refusal is reported once. Either way the
-    // previous configuration keeps serving.
+    // the same typed_config). Envoy 1.40 compares it with the last resource it *received* (the
+    // refused one), skips it as unchanged and ACKs it: the refusal is reported only once, and
+    // `version_text` (like the config dump) then names a configuration that never ran. What
+    // matters holds: the previous configuration keeps serving. (If a later Envoy refuses it
+    // again instead, fine: update istio/RUNBOOK.md#config-refused and this expectation.)
     let again = localize(&with_short_key(&plugin, ecds.version + 1));
     assert_eq!(again["typed_config"], refused["typed_config"]);
-    let outcome = ecds.push(&envoy, &again).await;
-    assert!(
-        matches!(outcome, Outcome::Unchanged | Outcome::Refused),
-        "{outcome:?}"
-    );
+    assert_eq!(ecds.push(&envoy, &again).await, Outcome::Unchanged);
+    assert_eq!(ecds.version_text(&envoy).await, ecds.version.to_string());
     let (_, got) = get_via(&envoy, &app, &cookie, "/", Some(&b)).await;
     assert_eq!(session_id(&got), sid_b);
     let (resp, _) = get_via(&envoy, &app, &cookie, "/", None).await;
@@ -1248,7 +1266,7 @@ async fn gateway_wasmplugin_over_ecds_guards_sessions_rotates_keys_and_survives_
     let elapsed = started.elapsed().as_secs_f64();
     let uptime = uptime_s(&envoy).await;
     assert!(
-        uptime + 1.0 >= uptime_at_start + elapsed.floor(),
+        uptime + 2.0 >= uptime_at_start + elapsed.floor(),
         "uptime {uptime}s after {elapsed}s, started at {uptime_at_start}s: Envoy restarted"
     );
 
@@ -1308,7 +1326,11 @@ async fn a_new_gateway_refuses_traffic_until_its_plugin_configuration_is_accepte
     }
     assert_eq!(app.count(), 0, "a request passed without the filter");
     // The filter never started, so it exports no counters: what SessionGuardNotLoaded sees.
-    assert!(!envoy.prometheus().await.contains("session_guard_"));
+    let prom = envoy.prometheus().await;
+    assert!(
+        !prom.lines().any(|l| l.starts_with("session_guard_")),
+        "{prom}"
+    );
 
     roll_out(
         &envoy,

@@ -17,8 +17,9 @@
 //!   process and removes the dir on drop, also when the test panics (and then prints the log
 //!   tail, so a failing test shows what Envoy said).
 //! - [`send`] / [`send_h2`]: one request on a fresh HTTP/1.1 or h2c connection (hyper's client
-//!   connection API, so the request-target goes out exactly as given). [`raw_http1`] for the
-//!   request-targets that `http::Uri` refuses.
+//!   connection API, so the request-target goes out exactly as given). [`raw_http1`] and
+//!   [`raw_h2`] for request-targets that `http::Uri` refuses (bytes 0x80-0xFF: Envoy answers
+//!   400 to them over HTTP/1.1 and forwards them over HTTP/2).
 //!
 //! Environment: `ENVOY_BIN` (default `<repo>/.venv/bin/envoy`) and `SESSION_GUARD_WASM`
 //! (default `<repo>/target/wasm32-wasip1/release/session_guard.wasm`); the Makefile exports both.
@@ -91,12 +92,16 @@ fn header_map_to_vec(map: &HeaderMap) -> Headers {
         .collect()
 }
 
-fn to_header(name: &str, value: &[u8]) -> (HeaderName, HeaderValue) {
+fn try_header(name: &str, value: &[u8]) -> Result<(HeaderName, HeaderValue), String> {
     let n = HeaderName::from_bytes(name.as_bytes())
-        .unwrap_or_else(|e| panic!("invalid header name {name:?}: {e}"));
+        .map_err(|e| format!("invalid header name {name:?}: {e}"))?;
     let v = HeaderValue::from_bytes(value)
-        .unwrap_or_else(|e| panic!("invalid value for header {name}: {:?}: {e}", lossy(value)));
-    (n, v)
+        .map_err(|e| format!("invalid value for header {name}: {:?}: {e}", lossy(value)))?;
+    Ok((n, v))
+}
+
+fn to_header(name: &str, value: &[u8]) -> (HeaderName, HeaderValue) {
+    try_header(name, value).unwrap_or_else(|e| panic!("{e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,12 +209,14 @@ struct UpstreamState {
 /// A recording HTTP/1.1 server on `127.0.0.1:<free port>`. Stops when dropped.
 ///
 /// Byte-exactness: hyper parses the request into an `http::Uri`, which refuses request-targets
-/// that are not valid UTF-8 or contain bytes like `\` `^` `` ` `` `|` `<` `>` (hyper answers 400
+/// that are not valid UTF-8 or contain bytes like `<` `>` `` ` `` (`"` in the query) (hyper answers 400
 /// and has no option to keep the raw target). So each connection's reads go through [`Tap`],
 /// which copies every request head verbatim before hyper sees it and, only inside the
 /// request-target, replaces such bytes with `_` so hyper accepts the request. The recorded
 /// method, target and headers come from that verbatim copy (in wire order, duplicates kept);
 /// hyper still does all the framing (content-length, chunked, trailers, keep-alive).
+/// Requests on one connection are expected one at a time, as Envoy sends them; pipelined
+/// requests (which Envoy never sends) would not be recorded reliably.
 pub struct Upstream {
     port: u16,
     state: Arc<UpstreamState>,
@@ -276,6 +283,8 @@ async fn accept_loop(listener: TcpListener, state: Arc<UpstreamState>) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // e.g. out of file descriptors: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         while connections.try_join_next().is_some() {}
@@ -587,11 +596,11 @@ async fn exchange(port: u16, req: Req, proto: Proto) -> Result<Resp, String> {
         .body(Full::new(Bytes::from(req.body)))
         .map_err(|e| format!("building the request: {e}"))?;
     if let Proto::H1 = proto {
-        let (n, v) = to_header("host", host.as_bytes());
+        let (n, v) = try_header("host", host.as_bytes())?;
         request.headers_mut().append(n, v);
     }
     for (name, value) in req.headers.iter().filter(|(n, _)| n != "host") {
-        let (n, v) = to_header(name, value);
+        let (n, v) = try_header(name, value)?;
         request.headers_mut().append(n, v);
     }
     let response = match proto {
@@ -630,8 +639,9 @@ async fn exchange(port: u16, req: Req, proto: Proto) -> Result<Resp, String> {
 
 /// Writes `request` as-is to `127.0.0.1:port` and returns the raw bytes of one response.
 ///
-/// The only hand-written HTTP in the harness, for request-targets that `http::Uri` (and so
-/// hyper's client) refuses, e.g. bytes 0x80-0xFF in the path. Reads until the response is
+/// Hand-written HTTP (with [`raw_h2`] the only such code here), for request-targets that
+/// `http::Uri`, and so hyper's client, refuses: bytes 0x80-0xFF in the path (Envoy answers
+/// them 400 over HTTP/1.1), `<`, `>`, `` ` ``, ... Reads until the response is
 /// complete (by `content-length`, chunked end or a body-less status) or the peer closes;
 /// panics after [`REQUEST_TIMEOUT`].
 pub async fn raw_http1(port: u16, request: &[u8]) -> Vec<u8> {
@@ -1097,7 +1107,9 @@ impl EnvoyBuilder {
     pub fn render(self) -> Value {
         let wasm = wasm_path();
         let mut root = self.config;
+        let source = self.source.display().to_string();
         if self.substitute_ports {
+            let mut unused: Vec<&String> = self.upstreams.keys().collect();
             if let Some(addr) = root.get_mut("admin").and_then(|a| a.get_mut("address")) {
                 set_port(addr, 0);
             }
@@ -1113,6 +1125,7 @@ impl EnvoyBuilder {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_owned();
+                    unused.retain(|u| **u != name);
                     let port = self.upstreams.get(&name).copied().unwrap_or_else(dead_port);
                     let Some(la) = cluster.get_mut("load_assignment") else {
                         continue;
@@ -1128,8 +1141,11 @@ impl EnvoyBuilder {
                     }
                 }
             }
+            assert!(
+                unused.is_empty(),
+                "{source} has no cluster named {unused:?}"
+            );
         }
-        let source = self.source.display().to_string();
         let plugins = wasm_plugin_configs(&mut root);
         assert!(
             !plugins.is_empty(),
@@ -1155,20 +1171,14 @@ impl EnvoyBuilder {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             if let Some(status) = envoy.child.try_wait().expect("try_wait envoy") {
-                panic!(
-                    "Envoy exited during startup ({status}); log tail:\n{}",
-                    tail(&envoy.log(), 60)
-                );
+                panic!("Envoy exited during startup ({status}); its log tail follows");
             }
             if let Some(listeners) = envoy.serving().await {
                 envoy.listeners = listeners;
                 break;
             }
             if Instant::now() > deadline {
-                panic!(
-                    "Envoy not ready within {STARTUP_TIMEOUT:?}; log tail:\n{}",
-                    tail(&envoy.log(), 60)
-                );
+                panic!("Envoy not ready within {STARTUP_TIMEOUT:?}; its log tail follows");
             }
             tokio::time::sleep(POLL).await;
         }
@@ -1190,15 +1200,13 @@ impl EnvoyBuilder {
             if let Some(listeners) = envoy.serving().await {
                 panic!(
                     "Envoy serves {listeners:?} although the configuration should be refused; \
-                     log tail:\n{}",
-                    tail(&envoy.log(), 60)
+                     its log tail follows"
                 );
             }
             if Instant::now() > deadline {
                 panic!(
                     "Envoy neither exited nor served within {STARTUP_TIMEOUT:?} (up without a \
-                     listener?); log tail:\n{}",
-                    tail(&envoy.log(), 60)
+                     listener?); its log tail follows"
                 );
             }
             tokio::time::sleep(POLL).await;
@@ -1421,8 +1429,7 @@ impl Envoy {
             }
             assert!(
                 Instant::now() < deadline,
-                "no log line contains {needle:?}; log tail:\n{}",
-                tail(&self.log(), 40)
+                "no log line contains {needle:?}; Envoy's log tail follows"
             );
             tokio::time::sleep(POLL).await;
         }
@@ -1460,14 +1467,19 @@ impl Envoy {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
         if std::thread::panicking() {
+            if self.child.id().is_some() {
+                // Still running: let Envoy's 20 ms file flush run once before SIGKILL drops
+                // its buffer, so the tail below is complete. Failing tests only.
+                std::thread::sleep(Duration::from_millis(100));
+            }
             eprintln!(
                 "--- Envoy log tail ({}) ---\n{}\n--- end of Envoy log ---",
                 self.dir.display(),
                 tail(&self.log(), 80)
             );
         }
+        let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
