@@ -671,7 +671,7 @@ mod tests {
             r#"{{"keys":[{{"id":"k1","secret":"{KEY}"}}],"url":{{"params":["SID"],"extra_params":["Token_X"]}}}}"#
         ))
         .unwrap();
-        assert_eq!(c.url.params, vec!["__host-session", "sid", "token_x"]);
+        assert_eq!(c.url.params, vec!["sid", "token_x", "__host-session"]);
     }
 
     #[test]
