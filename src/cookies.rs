@@ -116,7 +116,8 @@ pub fn without_mesh_cookie(header: &[u8], name: &[u8]) -> Rewrite {
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::type_complexity
 )]
 mod tests {
     use super::*;

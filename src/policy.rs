@@ -574,7 +574,8 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::type_complexity
 )]
 mod tests {
     use super::*;

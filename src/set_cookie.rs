@@ -136,7 +136,8 @@ pub fn cache_control_with_cookie(existing: Option<&[u8]>) -> Option<Vec<u8>> {
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::type_complexity
 )]
 mod tests {
     use super::*;

@@ -252,7 +252,8 @@ pub fn log_tag_bytes(key: &Key, bytes: &[u8]) -> String {
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::type_complexity
 )]
 mod tests {
     use super::*;
@@ -316,7 +317,7 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
             assert_eq!(
-                decode(v.as_bytes(), NAME.as_bytes(), &[k.clone()]).unwrap(),
+                decode(v.as_bytes(), NAME.as_bytes(), std::slice::from_ref(&k)).unwrap(),
                 s
             );
         }
@@ -374,7 +375,7 @@ mod tests {
         ];
         for (name, v, want) in cases {
             assert_eq!(
-                decode(&v, NAME.as_bytes(), &[k1.clone()]),
+                decode(&v, NAME.as_bytes(), std::slice::from_ref(&k1)),
                 Err(want),
                 "{name}"
             );

@@ -208,7 +208,8 @@ fn decoded_eq_ignore_case(raw: &[u8], target: &[u8]) -> bool {
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::type_complexity
 )]
 pub(crate) mod tests {
     use super::*;
