@@ -34,7 +34,8 @@ has compiled and tiered up, pools and stats exist); growth from there to the end
 stay under SOAK_RSS_GROWTH_MIB (default 16 MiB). A per-request leak of ~80 bytes in one of the
 two VMs over 200k requests crosses that; normal allocator and V8 heap jitter stays well below.
 
-Exit status: 0 only if there were no unexpected statuses, no socket errors, no contract
+Exit status: 0 only if all requests completed within SOAK_MAX_SECONDS (900; keep it under the
+idle timeout, as wrk replays the same cookies), there were no unexpected statuses, no socket errors, no contract
 violations (SOAK_CHECK_CONTRACT=0 turns those into a report only), no Wasm panic in Envoy's log,
 and RSS growth within the threshold.
 """
@@ -49,6 +50,7 @@ import threading
 import time
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 
@@ -111,7 +113,9 @@ def main() -> int:
     threads = env_int("SOAK_THREADS", 2)
     conns = env_int("SOAK_CONNECTIONS", 32)
     rss_limit_mib = float(os.environ.get("SOAK_RSS_GROWTH_MIB", "16"))
-    max_seconds = env_int("SOAK_MAX_SECONDS", 900)  # wrk's -d: a cap in case a thread stalls
+    # wrk's -d: a cap in case a thread stalls. Keep it under the idle timeout (1800 s by
+    # default): wrk replays the same cookies, which would expire as idle after that.
+    max_seconds = env_int("SOAK_MAX_SECONDS", 900)
     check_contract = os.environ.get("SOAK_CHECK_CONTRACT", "1") != "0"
     src = Path(os.environ.get("SOAK_CONFIG") or c.ROOT / "envoy" / "ingress.yaml")
     for f, what in ((c.ENVOY_BIN, "Envoy (make deps)"), (c.GUARD_WASM, "session-guard wasm (make build)"),
@@ -234,6 +238,8 @@ def main() -> int:
         ":\n  " + "\n  ".join(ln[:300] for ln in panics[:5]) if panics else ""))
 
     failures = []
+    if done < total:
+        failures.append(f"only {done} of {total} requests within SOAK_MAX_SECONDS={max_seconds}")
     if not active:
         failures.append("the filter minted no session cookie")
     if unexpected:

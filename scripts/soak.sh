@@ -6,7 +6,8 @@
 #
 # Knobs (environment): SOAK_REQUESTS (200000), SOAK_WARMUP (5 %), SOAK_CONNECTIONS (32),
 # SOAK_THREADS (2), SOAK_RSS_GROWTH_MIB (16), SOAK_CHECK_CONTRACT (1), SOAK_CONFIG
-# (envoy/ingress.yaml).
+# (envoy/ingress.yaml), SOAK_MAX_SECONDS (900: the run must finish within it; keep it under the
+# filter's idle timeout, 1800 s, because wrk replays the same cookies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

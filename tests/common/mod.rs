@@ -209,9 +209,9 @@ struct UpstreamState {
 /// A recording HTTP/1.1 server on `127.0.0.1:<free port>`. Stops when dropped.
 ///
 /// Byte-exactness: hyper parses the request into an `http::Uri`, which refuses request-targets
-/// that are not valid UTF-8 or contain bytes like `<` `>` `` ` `` (`"` in the query) (hyper answers 400
-/// and has no option to keep the raw target). So each connection's reads go through [`Tap`],
-/// which copies every request head verbatim before hyper sees it and, only inside the
+/// that are not valid UTF-8 or hold bytes like `<` `>` `` ` `` (and `"` in the query): hyper
+/// answers 400 and has no option to keep the raw target. So each connection's reads go through
+/// [`Tap`], which copies every request head verbatim before hyper sees it and, only inside the
 /// request-target, replaces such bytes with `_` so hyper accepts the request. The recorded
 /// method, target and headers come from that verbatim copy (in wire order, duplicates kept);
 /// hyper still does all the framing (content-length, chunked, trailers, keep-alive).
