@@ -54,10 +54,10 @@ build: wasm-target
 
 # The browser test is required here (it may only skip when run outside `make test`).
 test: build deps browser-deps image-deps fuzz-smoke
-	SESSION_GUARD_REQUIRE_BROWSER=1 cargo test --release -- --test-threads=4
+	SESSION_GUARD_REQUIRE_BROWSER=1 cargo test --profile test-opt -- --test-threads=4
 
 test-unit:
-	cargo test --release --lib
+	cargo test --profile test-opt --lib
 
 lint: wasm-target
 	cargo fmt --check

@@ -4,7 +4,9 @@
 //! problem, and never contain a secret.
 
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use serde_json::Value;
+use sha2::Sha256;
 use std::fmt;
 
 /// Framework session-cookie names that must never travel in URLs. Generic words such as
@@ -50,11 +52,46 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Key {
     pub id: String,
     pub secret: Secret,
+    /// HMAC state after absorbing the key: cloning it saves two SHA-256 blocks per MAC.
+    mac: Option<Hmac<Sha256>>,
 }
+
+impl Key {
+    pub fn new(id: impl Into<String>, secret: Secret) -> Self {
+        let mac = Hmac::<Sha256>::new_from_slice(secret.expose()).ok();
+        Key {
+            id: id.into(),
+            secret,
+            mac,
+        }
+    }
+
+    /// A fresh MAC keyed with this key.
+    pub fn mac(&self) -> Option<Hmac<Sha256>> {
+        self.mac.clone()
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.secret == other.secret
+    }
+}
+
+impl Eq for Key {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -733,10 +770,7 @@ fn validate_key(
             ),
         ));
     }
-    Ok(Key {
-        id: rk.id,
-        secret: Secret(bytes),
-    })
+    Ok(Key::new(rk.id, Secret(bytes)))
 }
 
 /// Accepts standard or URL-safe alphabets, padded or not. Decoder errors are discarded

@@ -278,6 +278,7 @@ impl HttpContext for Http {
             }
         };
         let mut view = RequestView {
+            debug_logs: log::log_enabled!(log::Level::Debug),
             now: now_s(),
             ..Default::default()
         };
@@ -345,6 +346,7 @@ impl HttpContext for Http {
             }
         };
         let mut view = ResponseView {
+            debug_logs: log::log_enabled!(log::Level::Debug),
             now: now_s(),
             ..Default::default()
         };

@@ -17,6 +17,8 @@ pub enum Level {
 /// What a request looks like to the filter: borrowed header values, read once.
 #[derive(Debug, Default)]
 pub struct RequestView<'a> {
+    /// Build debug log lines (see [`Record::debug`]).
+    pub debug_logs: bool,
     pub method: &'a [u8],
     pub path: Option<&'a [u8]>,
     pub referer: Option<&'a [u8]>,
@@ -71,6 +73,9 @@ pub struct Pending {
 pub struct Record {
     pub counters: Vec<(Counter, u64)>,
     pub logs: Vec<(Level, String)>,
+    /// Whether debug lines are wanted: building them (keyed hashes, formatting) costs
+    /// microseconds per request, so they are skipped unless Envoy would print them.
+    pub debug: bool,
 }
 
 impl Record {
@@ -84,6 +89,11 @@ impl Record {
     }
     fn log(&mut self, level: Level, msg: String) {
         self.logs.push((level, msg));
+    }
+    fn debug(&mut self, msg: impl FnOnce() -> String) {
+        if self.debug {
+            self.logs.push((Level::Debug, msg()));
+        }
     }
 }
 
@@ -125,7 +135,10 @@ pub fn decide_request(
     req: &RequestView<'_>,
     random_id: &mut dyn FnMut() -> Option<[u8; token::ID_LEN]>,
 ) -> RequestDecision {
-    let mut rec = Record::default();
+    let mut rec = Record {
+        debug: req.debug_logs,
+        ..Record::default()
+    };
     let rid = printable(req.request_id);
     let mut edits = RequestEdits::default();
 
@@ -198,7 +211,7 @@ pub fn decide_request(
         .and_then(|r| url::strip_referer(r, &cfg.url.params))
     {
         rec.count(Counter::RefererScrubbed);
-        rec.log(Level::Debug, format!("referer scrubbed request_id={rid}"));
+        rec.debug(|| format!("referer scrubbed request_id={rid}"));
         edits.referer = Some(s.value);
     }
 
@@ -221,13 +234,12 @@ pub fn decide_request(
                         s.last_used = req.now;
                         issue = Issue::Reissued;
                         rec.count(Counter::SessionReissued);
-                        rec.log(
-                            Level::Debug,
+                        rec.debug(|| {
                             format!(
                                 "session re-issued session={} request_id={rid}",
                                 tag(cfg, &s.id)
-                            ),
-                        );
+                            )
+                        });
                     }
                     session = Some(s);
                 }
@@ -275,13 +287,12 @@ pub fn decide_request(
             Some(id) => {
                 let s = Session::new(SessionId(id), req.now, None);
                 rec.count(Counter::SessionMinted);
-                rec.log(
-                    Level::Debug,
+                rec.debug(|| {
                     format!(
                         "session minted session={} request_id={rid}",
                         tag(cfg, &s.id)
-                    ),
-                );
+                    )
+                });
                 session = Some(s);
                 issue = Issue::Minted;
             }
@@ -372,6 +383,7 @@ pub fn invalid_counter(reason: Invalid) -> Counter {
 /// What a response looks like to the filter.
 #[derive(Debug, Default)]
 pub struct ResponseView<'a> {
+    pub debug_logs: bool,
     /// Every value of the signal header (normally one).
     pub signals: Vec<&'a [u8]>,
     pub subjects: Vec<&'a [u8]>,
@@ -411,7 +423,10 @@ enum MeshCookie {
 /// Decides a response: honour (or refuse) the auth upstream's signal, issue the mesh
 /// cookie, harden the upstream's cookies.
 pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> ResponseDecision {
-    let mut rec = Record::default();
+    let mut rec = Record {
+        debug: resp.debug_logs,
+        ..Record::default()
+    };
     let rid = &p.request_id;
     let mut remove = Vec::new();
     let mut mesh = match (p.issue, &p.session) {
@@ -464,8 +479,7 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
                     } else {
                         Counter::RotationPrivilege
                     });
-                    rec.log(
-                        Level::Debug,
+                    rec.debug(|| {
                         format!(
                             "session rotated on {} from={} to={} request_id={rid}",
                             if login { "login" } else { "privilege" },
@@ -473,8 +487,8 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
                                 .as_ref()
                                 .map_or_else(|| "-".to_string(), |s| tag(cfg, &s.id)),
                             tag(cfg, &s.id)
-                        ),
-                    );
+                        )
+                    });
                     mesh = MeshCookie::Set(s);
                 }
                 None => {
@@ -489,15 +503,14 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
             }
         } else if signal.eq_ignore_ascii_case(b"logout") {
             rec.count(Counter::Logout);
-            rec.log(
-                Level::Debug,
+            rec.debug(|| {
                 format!(
                     "session ended on logout session={} request_id={rid}",
                     p.session
                         .as_ref()
                         .map_or_else(|| "-".to_string(), |s| tag(cfg, &s.id))
-                ),
-            );
+                )
+            });
             mesh = MeshCookie::Expire;
         } else {
             rec.count(Counter::SignalUnknown);
@@ -677,10 +690,7 @@ mod tests {
             ..Session::new(SessionId([9; 16]), NOW - 60, None)
         };
         let good = cookie_for(&c, &fresh);
-        let other_key = crate::config::Key {
-            id: "k1".into(),
-            secret: crate::config::Secret::new(vec![0; 32]),
-        };
+        let other_key = crate::config::Key::new("k1", crate::config::Secret::new(vec![0; 32]));
         let forged = format!(
             "__Host-session={}",
             token::encode(&fresh, "__Host-session", &other_key).unwrap()

@@ -95,7 +95,7 @@ pub fn valid_subject(s: &[u8]) -> bool {
 }
 
 fn mac_for(key: &Key, cookie_name: &[u8], signed: &[u8]) -> Option<HmacSha256> {
-    let mut mac = HmacSha256::new_from_slice(key.secret.expose()).ok()?;
+    let mut mac = key.mac()?;
     let name_len = u16::try_from(cookie_name.len()).ok()?;
     mac.update(&name_len.to_be_bytes());
     mac.update(cookie_name);
@@ -261,10 +261,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn key(id: &str, fill: u8) -> Key {
-        Key {
-            id: id.to_string(),
-            secret: Secret::new(vec![fill; 32]),
-        }
+        Key::new(id, Secret::new(vec![fill; 32]))
     }
 
     const NAME: &str = "__Host-session";

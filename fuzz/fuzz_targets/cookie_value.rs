@@ -6,7 +6,7 @@ use session_guard::config::{Key, Secret};
 use session_guard::token::{decode, encode, Session, SessionId};
 
 fuzz_target!(|data: &[u8]| {
-    let key = Key { id: "k1".into(), secret: Secret::new(vec![42; 32]) };
+    let key = Key::new("k1", Secret::new(vec![42; 32]));
     assert!(decode(data, b"__Host-session", &[key.clone()]).is_err());
     if data.len() >= 3 {
         let s = Session::new(SessionId([data[0]; 16]), u64::from(data[1]) * 1000, None);
