@@ -82,7 +82,7 @@ fuzz:
 fuzz-smoke:
 	@scripts/fuzz.sh $${FUZZ_SECONDS:-20}
 
-soak: build deps
+soak: build deps bench-deps
 	@scripts/soak.sh
 
 bench: build deps bench-deps

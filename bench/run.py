@@ -534,22 +534,32 @@ def hostcalls_main(args) -> int:
           f"{'per call 1/rps':>14}  what")
     c.log(f"{'no filter':<20} {med([r['rps'] for r in base]):>7.0f} "
           f"{med([r['util'] for r in base]) * 100:>4.0f}% {0:>13.1f} {'':>12} {'':>14}  router only")
+    def paired(a: str, b: str, key: str = "cpu_us_per_req") -> float:
+        """Median over rounds of b - a, both measured in the same round (drift cancels)."""
+        if key == "rps":
+            return med([1e6 / y["rps"] - 1e6 / x["rps"] for x, y in zip(runs[a], runs[b])])
+        return med([y[key] - x[key] for x, y in zip(runs[a], runs[b])])
+
     for n in shown:
         k = 1 if once(n) else args.calls
-        per = (extra[n] - extra["none"]) / k if n not in ("none", "session-guard") else float("nan")
-        per_rps = (extra_rps[n] - extra_rps["none"]) / k if n not in ("none", "session-guard") else float("nan")
+        single = n not in ("none", "session-guard")
+        per = paired("none", n) / k if single else float("nan")
+        per_rps = paired("none", n, "rps") / k if single else float("nan")
         what = PROBE_OPS.get(n, "the real filter, steady request" if n == "session-guard" else "sequence, once")
         c.log(f"{n:<20} {med([r['rps'] for r in runs[n]]):>7.0f} {med([r['util'] for r in runs[n]]) * 100:>4.0f}% "
               f"{extra[n]:>13.1f} {per:>12.2f} {per_rps:>14.2f}  {what}")
-    c.log("  extra/req: worker CPU us per request over `no filter` (median of paired rounds); per call: "
-          f"(extra - extra of `none`) / {args.calls} (/1 for the ops done once)")
+    c.log("  extra/req: worker CPU us per request over `no filter`; per call: (op - `none`) / "
+          f"{args.calls} (/1 for the ops done once); all medians of differences within a round")
     if "steady_calls" in extra:
-        sg, calls_only, floor = extra["session-guard"], extra["steady_calls"], extra["none"]
-        c.log(f"  session-guard steady = {sg:.1f} us: Wasm floor {floor:.1f} + its host calls "
-              f"{calls_only - floor:.1f} + the rest (its own Wasm computation) {sg - calls_only:.1f}")
+        floor = paired("no filter", "none")
+        calls = paired("none", "steady_calls")
+        rest = paired("steady_calls", "session-guard")
+        c.log(f"  session-guard steady ~ Wasm floor {floor:.1f} + its host calls {calls:.1f} + "
+              f"the rest (its own Wasm computation) {rest:.1f} us (paired medians; the real filter's "
+              f"extra: {extra['session-guard']:.1f} us)")
     if "steady_cluster_last" in extra and "steady_calls" in extra:
         c.log(f"  reading xds.cluster_name after the header edits instead of before: "
-              f"{extra['steady_calls'] - extra['steady_cluster_last']:+.1f} us per request saved")
+              f"{-paired('steady_calls', 'steady_cluster_last'):+.1f} us per request saved")
     result = {"calls": args.calls, "extra_cpu_us": extra, "extra_1rps_us": extra_rps,
               "runs": {n: [{k: v for k, v in r.items()} for r in rs] for n, rs in runs.items()}}
     out = Path(args.json).with_name("hostcalls.json")

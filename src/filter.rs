@@ -133,6 +133,13 @@ fn random_id() -> Option<[u8; crate::token::ID_LEN]> {
 }
 
 impl Http {
+    fn routed_cluster_may_signal(&self, cfg: &Config) -> bool {
+        let cluster = hostcalls::get_property(vec!["xds", "cluster_name"])
+            .ok()
+            .flatten();
+        cfg.cluster_may_signal(cluster.as_deref())
+    }
+
     fn record(&self, rec: Record) {
         for (c, n) in rec.counters {
             self.metrics.add(c, n);
@@ -302,15 +309,10 @@ impl HttpContext for Http {
                 }
             }
         }
-        view.may_signal = cfg.signal.trusted_clusters.is_empty() || {
-            let cluster = hostcalls::get_property(vec!["xds", "cluster_name"])
-                .ok()
-                .flatten();
-            cfg.cluster_may_signal(cluster.as_deref())
-        };
         let decision = policy::decide_request(&cfg, &view, &mut random_id);
         self.record(decision.record);
         let monitor = cfg.mode == Mode::Monitor;
+        let mut pending = decision.pending;
         match decision.outcome {
             RequestOutcome::Reply(r) if !monitor => {
                 self.pending = None;
@@ -318,24 +320,42 @@ impl HttpContext for Http {
                     return Action::Pause;
                 }
                 self.fail("send local response");
-                Action::Continue
+                return Action::Continue;
             }
-            RequestOutcome::Reply(_) => {
-                self.pending = Some(decision.pending);
-                Action::Continue
-            }
+            RequestOutcome::Reply(_) => {}
             RequestOutcome::Forward(e) => {
-                self.pending = Some(decision.pending);
                 if !monitor {
                     self.apply_request(e);
                 }
-                Action::Continue
             }
         }
+        // The routed cluster as Envoy resolved it before this filter ran. After a stripped
+        // path it may be stale (Envoy re-routes when forwarding); the response phase checks
+        // trust again on the cluster that actually answered.
+        let may_signal =
+            cfg.signal.trusted_clusters.is_empty() || self.routed_cluster_may_signal(&cfg);
+        if may_signal {
+            let mut rec = Record::default();
+            let header = policy::grant_signal(&cfg, &mut pending, &mut rec, &mut random_id);
+            self.record(rec);
+            if let (Some((name, value)), false) = (header, monitor) {
+                if hostcalls::set_map_value_bytes(
+                    MapType::HttpRequestHeaders,
+                    &name,
+                    Some(value.as_bytes()),
+                )
+                .is_err()
+                {
+                    self.fail("request header edit");
+                }
+            }
+        }
+        self.pending = Some(pending);
+        Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
-        let (Some(cfg), Some(pending)) = (self.config.clone(), self.pending.take()) else {
+        let (Some(cfg), Some(mut pending)) = (self.config.clone(), self.pending.take()) else {
             return Action::Continue;
         };
         let headers = match hostcalls::get_map_bytes(MapType::HttpResponseHeaders) {
@@ -347,7 +367,7 @@ impl HttpContext for Http {
         };
         let mut view = ResponseView {
             debug_logs: log::log_enabled!(log::Level::Debug),
-            now: now_s(),
+            now: pending.now,
             ..Default::default()
         };
         for (name, value) in &headers {
@@ -361,6 +381,17 @@ impl HttpContext for Http {
             } else if n == cfg.signal.subject_header {
                 view.subjects.push(value);
             }
+        }
+        if !view.signals.is_empty() && !cfg.signal.trusted_clusters.is_empty() {
+            // Trust is decided by the cluster that answered (see on_http_request_headers).
+            let trusted = self.routed_cluster_may_signal(&cfg);
+            if trusted && pending.next_id.is_none() {
+                let mut rec = Record::default();
+                // The auth upstream could not bind this ID in advance; the rotation is as safe.
+                let _ = policy::grant_signal(&cfg, &mut pending, &mut rec, &mut random_id);
+                self.record(rec);
+            }
+            pending.may_signal = trusted;
         }
         let decision = policy::decide_response(&cfg, &pending, &view);
         self.record(decision.record);

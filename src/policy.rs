@@ -67,6 +67,8 @@ pub struct Pending {
     pub next_id: Option<SessionId>,
     pub may_signal: bool,
     pub request_id: String,
+    /// The request's clock reading, reused for the response (one host call less).
+    pub now: u64,
 }
 
 #[derive(Debug, Default)]
@@ -328,30 +330,47 @@ pub fn decide_request(
                 .push((cfg.upstream.subject_header.clone(), sub.clone()));
         }
     }
-    let mut next_id = None;
+    let mut pending = Pending {
+        session,
+        issue,
+        next_id: None,
+        may_signal: false,
+        request_id: rid,
+        now: req.now,
+    };
     if req.may_signal {
-        match random_id() {
-            Some(id) => {
-                let id = SessionId(id);
-                edits
-                    .set
-                    .push((cfg.upstream.next_session_header.clone(), id.encoded()));
-                next_id = Some(id);
-            }
-            None => rec.count(Counter::InternalError),
+        if let Some(header) = grant_signal(cfg, &mut pending, &mut rec, random_id) {
+            edits.set.push(header);
         }
     }
-
     RequestDecision {
         outcome: RequestOutcome::Forward(edits),
-        pending: Pending {
-            session,
-            issue,
-            next_id,
-            may_signal: req.may_signal,
-            request_id: rid,
-        },
+        pending,
         record: rec,
+    }
+}
+
+/// The request goes to a cluster allowed to signal: draw the ID a rotation would commit and
+/// return the header that tells the auth upstream. Separate from [`decide_request`] because
+/// the routed cluster is only known after the request's URL edit (a stripped path may route
+/// elsewhere), and reading it after every edit lets Envoy reuse that route for forwarding.
+pub fn grant_signal(
+    cfg: &Config,
+    pending: &mut Pending,
+    rec: &mut Record,
+    random_id: &mut dyn FnMut() -> Option<[u8; token::ID_LEN]>,
+) -> Option<(String, String)> {
+    pending.may_signal = true;
+    match random_id() {
+        Some(id) => {
+            let id = SessionId(id);
+            pending.next_id = Some(id);
+            Some((cfg.upstream.next_session_header.clone(), id.encoded()))
+        }
+        None => {
+            rec.count(Counter::InternalError);
+            None
+        }
     }
 }
 
@@ -364,6 +383,7 @@ fn reply(r: LocalReply, req: &RequestView<'_>, rec: Record, rid: String) -> Requ
             next_id: None,
             may_signal: req.may_signal,
             request_id: rid,
+            now: req.now,
         },
         record: rec,
     }
@@ -860,6 +880,7 @@ mod tests {
             next_id: Some(SessionId([7; 16])),
             may_signal,
             request_id: "r1".into(),
+            now: NOW,
         }
     }
 

@@ -327,3 +327,26 @@ async fn session_fixation_attack_fails_at_login() {
         }
     }
 }
+
+/// The routed cluster is decided on the stripped path: `/auth;jsessionid=x/login` routes to
+/// `auth` only once the path parameter is gone, and its login must be honoured. (Envoy
+/// resolved the route before the filter stripped the path, so `auth` gets no
+/// `x-session-id-next` here; the rotation still commits a fresh ID.)
+#[tokio::test(flavor = "multi_thread")]
+async fn signal_trust_follows_the_route_of_the_stripped_path() {
+    let m = mesh(None).await;
+    let pre = m.new_session().await;
+    let resp = m
+        .get("/auth;jsessionid=planted/login?user=alice", Some(&pre))
+        .await;
+    let seen = m.auth.last().expect("routed to auth after the strip");
+    assert_eq!(seen.path_str(), "/auth/login?user=alice");
+    let pre_id = seen.header("x-session-id").unwrap();
+    let post = set_cookie_value(&resp, NAME).expect("rotated");
+    let (id, subject) = m.whoami(&post).await;
+    assert_ne!(id, pre_id);
+    assert_eq!(subject.as_deref(), Some("alice"));
+    assert_eq!(m.whoami(&pre).await.1, None, "the planted pre-login ID stays anonymous");
+    assert_eq!(m.envoy.counter("session_guard.signal.untrusted").await, 0);
+    assert_eq!(m.envoy.counter("session_guard.rotation.login").await, 1);
+}
