@@ -120,6 +120,14 @@ struct Http {
 
 impl Context for Http {}
 
+/// Header names equal once `_` and `-` are treated alike (names arrive lowercase).
+fn same_header_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| x == y || (matches!(x, b'_' | b'-') && matches!(y, b'_' | b'-')))
+}
+
 fn now_s() -> u64 {
     hostcalls::get_current_time()
         .ok()
@@ -297,14 +305,17 @@ impl HttpContext for Http {
                 "cookie" => view.cookies.push(value),
                 "x-request-id" => view.request_id = Some(value),
                 n => {
-                    for ours in [
+                    // `x_session_subject` counts too: some CGI/WSGI/Rack stacks map `_` and `-`
+                    // to the same variable, so an underscore twin would reach the app as ours.
+                    let ours = [
                         &cfg.upstream.session_header,
                         &cfg.upstream.subject_header,
                         &cfg.upstream.next_session_header,
-                    ] {
-                        if n == ours.as_str() && !view.spoofed.contains(&ours.as_str()) {
-                            view.spoofed.push(ours.as_str());
-                        }
+                    ]
+                    .iter()
+                    .any(|o| same_header_name(n, o));
+                    if ours && !view.spoofed.contains(&n) {
+                        view.spoofed.push(n);
                     }
                 }
             }
@@ -375,7 +386,15 @@ impl HttpContext for Http {
             if n == "set-cookie" {
                 view.set_cookies.push(value);
             } else if n == "cache-control" {
-                view.cache_control.get_or_insert(value);
+                view.cache_control = Some(match view.cache_control.take() {
+                    None => std::borrow::Cow::Borrowed(value.as_slice()),
+                    Some(prev) => {
+                        let mut joined = prev.into_owned();
+                        joined.extend_from_slice(b", ");
+                        joined.extend_from_slice(value);
+                        std::borrow::Cow::Owned(joined)
+                    }
+                });
             } else if n == cfg.signal.header {
                 view.signals.push(value);
             } else if n == cfg.signal.subject_header {

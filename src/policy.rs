@@ -408,7 +408,8 @@ pub struct ResponseView<'a> {
     pub signals: Vec<&'a [u8]>,
     pub subjects: Vec<&'a [u8]>,
     pub set_cookies: Vec<&'a [u8]>,
-    pub cache_control: Option<&'a [u8]>,
+    /// Every `Cache-Control` value, joined with ", " (one header's worth).
+    pub cache_control: Option<std::borrow::Cow<'a, [u8]>>,
     pub now: u64,
 }
 
@@ -460,7 +461,20 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
     if !resp.subjects.is_empty() {
         remove.push(cfg.signal.subject_header.clone());
     }
-    if let Some(first) = resp.signals.first() {
+    let conflicting = resp.signals.iter().any(|v| {
+        resp.signals
+            .first()
+            .is_some_and(|f| !v.trim_ascii().eq_ignore_ascii_case(f.trim_ascii()))
+    });
+    if conflicting && p.may_signal {
+        // `login` and `logout` on one response: fail closed, end the session.
+        rec.count(Counter::SignalUnknown);
+        rec.log(
+            Level::Info,
+            format!("conflicting signals: session ended request_id={rid}"),
+        );
+        mesh = MeshCookie::Expire;
+    } else if let Some(first) = resp.signals.first() {
         let signal = first.trim_ascii();
         let subject = resp.subjects.first().map(|s| s.trim_ascii());
         if !p.may_signal {
@@ -583,7 +597,7 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
     };
     let cache_control = ours
         .as_ref()
-        .and_then(|_| set_cookie::cache_control_with_cookie(resp.cache_control));
+        .and_then(|_| set_cookie::cache_control_with_cookie(resp.cache_control.as_deref()));
     let set_cookies = match (ours, changed) {
         (None, false) => SetCookies::Unchanged,
         (Some(c), false) => SetCookies::Append(c),
@@ -967,6 +981,18 @@ mod tests {
         assert_eq!(r.edits.remove.len(), 2);
         assert_eq!(counters(&r.record), ["session_guard.signal.untrusted"]);
 
+        // conflicting values fail closed.
+        let both = ResponseView {
+            signals: vec![b"login", b"logout"],
+            now: NOW,
+            ..Default::default()
+        };
+        let r = decide_response(&c, &pending(&c, None, true), &both);
+        assert_eq!(
+            r.edits.set_cookies,
+            SetCookies::Append(set_cookie::expired_mesh_cookie(&c.cookie))
+        );
+
         // unknown value.
         let r = decide_response(&c, &pending(&c, None, true), &rv(b"promote", None));
         assert_eq!(r.edits.set_cookies, SetCookies::Unchanged);
@@ -989,7 +1015,7 @@ mod tests {
                     b"theme=dark",
                     b"a=1; Secure; SameSite=Strict",
                 ],
-                cache_control: Some(b"public, max-age=60"),
+                cache_control: Some(std::borrow::Cow::Borrowed(b"public, max-age=60")),
                 now: NOW,
                 ..Default::default()
             },

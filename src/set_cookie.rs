@@ -113,16 +113,17 @@ pub fn cache_control_with_cookie(existing: Option<&[u8]>) -> Option<Vec<u8>> {
         let n = name(d);
         n == b"public" || n == b"s-maxage"
     };
+    // `private="set-cookie"` (with field names) only protects those fields: not enough.
     let private = directives
         .iter()
-        .any(|d| matches!(name(d).as_slice(), b"private" | b"no-store"));
+        .any(|d| matches!(name(d).as_slice(), b"private" | b"no-store") && !d.contains(&b'='));
     if private && !directives.iter().any(shared_cacheable) {
         return None;
     }
     // Keep the upstream's other directives (max-age for the browser, no-cache, ...).
     let mut out = b"private".to_vec();
     for d in directives.iter().filter(|d| !shared_cacheable(d)) {
-        if name(d) == b"private" {
+        if name(d) == b"private" && !d.contains(&b'=') {
             continue;
         }
         out.extend_from_slice(b", ");

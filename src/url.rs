@@ -54,18 +54,28 @@ pub fn strip_referer(referer: &[u8], params: &[String]) -> Option<Stripped> {
 
 /// Whether a raw (possibly percent-encoded) parameter name is one of `params` (lowercase).
 pub fn name_matches(raw: &[u8], params: &[String]) -> bool {
-    // A decoded name is between a third of the raw length and the raw length.
+    // Decoding never lengthens a name, so shorter raw names cannot match.
     params.iter().any(|p| {
         let t = p.as_bytes();
-        t.len() <= raw.len() && raw.len() <= t.len() * 3 && decoded_eq_ignore_case(raw, t)
+        t.len() <= raw.len() && decoded_eq_ignore_case(raw, t)
     })
 }
 
 /// Makes a clean path safe for a `Location` header: bytes outside visible ASCII are
 /// percent-encoded (a browser would send them encoded anyway).
 pub fn location_value(path: &[u8]) -> String {
-    let mut s = String::with_capacity(path.len());
-    for &b in path {
+    // `//evil.example/` or `/\evil.example/` in a Location is another host: collapse the
+    // leading run of slashes and backslashes to one slash, so the redirect stays on this site.
+    let start = path
+        .iter()
+        .position(|b| !matches!(b, b'/' | b'\\'))
+        .unwrap_or(path.len());
+    let rest = path.get(start..).unwrap_or(&[]);
+    let mut s = String::with_capacity(path.len() + 1);
+    if start > 0 || !path.starts_with(b"/") {
+        s.push('/');
+    }
+    for &b in rest {
         if (0x21..0x7f).contains(&b) {
             s.push(char::from(b));
         } else {
@@ -185,20 +195,29 @@ fn hex_val(b: u8) -> Option<u8> {
 fn decoded_eq_ignore_case(raw: &[u8], target: &[u8]) -> bool {
     let mut i = 0;
     let mut t = target.iter();
+    let mut leading = true;
     while let Some(&b) = raw.get(i) {
-        let (c, used) = match (
-            b,
-            raw.get(i + 1).copied().and_then(hex_val),
-            raw.get(i + 2).copied().and_then(hex_val),
-        ) {
+        let hi = raw.get(i + 1).copied().and_then(hex_val);
+        let lo = raw.get(i + 2).copied().and_then(hex_val);
+        let (c, used) = match (b, hi, lo) {
             (b'%', Some(h), Some(l)) => ((h << 4) | l, 3),
+            (b'+', _, _) => (b' ', 1),
             _ => (b, 1),
         };
+        i += used;
+        // As PHP reads names: leading spaces are dropped and a NUL ends the name, so
+        // `?%20PHPSESSID=` and `?PHPSESSID%00x=` reach `$_GET['PHPSESSID']`.
+        if leading && c == b' ' {
+            continue;
+        }
+        leading = false;
+        if c == 0 {
+            break;
+        }
         match t.next() {
             Some(&want) if c.to_ascii_lowercase() == want => {}
             _ => return false,
         }
-        i += used;
     }
     t.next().is_none()
 }
@@ -326,8 +345,28 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn location_is_ascii() {
+    fn location_is_ascii_and_stays_on_this_site() {
         assert_eq!(location_value(b"/caf\xc3\xa9 x?a=1"), "/caf%C3%A9%20x?a=1");
+        assert_eq!(location_value(b"//evil.example/x"), "/evil.example/x");
+        assert_eq!(location_value(b"/\\evil.example/"), "/evil.example/");
+        assert_eq!(location_value(b"/\\/\\/"), "/");
+        assert_eq!(location_value(b"?a=1"), "/?a=1");
+    }
+
+    #[test]
+    fn names_match_as_php_reads_them() {
+        let params = default_params();
+        for (raw, want) in [
+            ("%20PHPSESSID", true),
+            ("+PHPSESSID", true),
+            ("++%20phpsessid", true),
+            ("PHPSESSID%00x", true),
+            ("PHP+SESSID", false),
+            ("PHPSESSID+", false),
+            ("xPHPSESSID", false),
+        ] {
+            assert_eq!(name_matches(raw.as_bytes(), &params), want, "{raw}");
+        }
     }
 
     fn arb_piece() -> impl Strategy<Value = Vec<u8>> {

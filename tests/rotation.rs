@@ -346,7 +346,11 @@ async fn signal_trust_follows_the_route_of_the_stripped_path() {
     let (id, subject) = m.whoami(&post).await;
     assert_ne!(id, pre_id);
     assert_eq!(subject.as_deref(), Some("alice"));
-    assert_eq!(m.whoami(&pre).await.1, None, "the planted pre-login ID stays anonymous");
+    assert_eq!(
+        m.whoami(&pre).await.1,
+        None,
+        "the planted pre-login ID stays anonymous"
+    );
     assert_eq!(m.envoy.counter("session_guard.signal.untrusted").await, 0);
     assert_eq!(m.envoy.counter("session_guard.rotation.login").await, 1);
 }

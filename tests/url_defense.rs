@@ -103,6 +103,21 @@ async fn redirect_answers_get_and_head_with_the_clean_url_and_strips_other_metho
         );
     }
     assert_eq!(app.count(), 0, "nothing forwarded for GET/HEAD");
+    // Never an open redirect: `//host` and `/\host` would leave the site.
+    for target in [
+        &b"//evil.example/;jsessionid=1"[..],
+        b"/\\evil.example/;jsessionid=1",
+    ] {
+        let mut req = b"GET ".to_vec();
+        req.extend_from_slice(target);
+        req.extend_from_slice(b" HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let raw = String::from_utf8_lossy(&raw_http1(envoy.port(), &req).await).to_lowercase();
+        if raw.starts_with("http/1.1 302") {
+            assert!(raw.contains("\r\nlocation: /evil.example/\r\n"), "{raw}");
+        } else {
+            assert!(raw.starts_with("http/1.1 400"), "{raw}");
+        }
+    }
     let resp = send(envoy.port(), Req::post("/form?jsessionid=1&k=v", "body=1")).await;
     assert_eq!(resp.status, 200);
     let got = app.last().unwrap();

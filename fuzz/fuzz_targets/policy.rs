@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         cookies: vec![cookie],
         may_signal: data.first().is_some_and(|b| b & 1 == 1),
         now: 1_800_000_000,
+        debug_logs: true,
         ..Default::default()
     };
     let d = decide_request(&cfg, &req, &mut || Some([7; 16]));
@@ -29,8 +30,9 @@ fuzz_target!(|data: &[u8]| {
         signals: vec![signal],
         subjects: vec![subject],
         set_cookies: vec![set_cookie],
-        cache_control: Some(subject),
+        cache_control: Some(std::borrow::Cow::Borrowed(subject)),
         now: 1_800_000_000,
+        debug_logs: true,
     };
     let _ = decide_response(&cfg, &d.pending, &resp);
 });
