@@ -1,25 +1,24 @@
 //! Proxy-Wasm glue: read headers once, ask `policy`, write the edits, count, log.
 //!
-//! Host calls go through `proxy_wasm::hostcalls` with every `Result` handled: the SDK's
-//! trait helpers unwrap host errors (and its `String` getters unwrap UTF-8), and a panic
-//! here would take down the VM of an Envoy worker.
+//! Host calls go through `host`, whose functions return errors instead of panicking: the SDK's
+//! wrappers panic on unexpected host statuses (and its `String` getters unwrap UTF-8), and a
+//! panic here would take down the VM of an Envoy worker.
 
 use crate::config::{self, Config, Mode};
+use crate::host;
 use crate::metrics::Counter;
 use crate::policy::{
     self, Level, Pending, Record, RequestEdits, RequestOutcome, RequestView, ResponseEdits,
     ResponseView, SetCookies,
 };
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, MapType};
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub fn start() {
-    proxy_wasm::set_log_level(LogLevel::Trace);
+    host::install_logger();
     proxy_wasm::set_root_context(|_| Box::new(Root::default()));
 }
 
@@ -38,14 +37,14 @@ impl Metrics {
         Metrics(
             Counter::ALL
                 .iter()
-                .map(|c| hostcalls::define_metric(MetricType::Counter, c.name()).ok())
+                .map(|c| host::define_counter(c.name()))
                 .collect(),
         )
     }
 
     fn add(&self, c: Counter, n: u64) {
         if let Some(Some(id)) = self.0.get(c.index()) {
-            let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
+            let _ = host::increment(*id, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 }
@@ -59,13 +58,8 @@ impl RootContext for Root {
 
     fn on_configure(&mut self, _: usize) -> bool {
         // Formatting debug lines costs time; only do it when Envoy would print them.
-        if let Ok(level) = hostcalls::get_log_level() {
-            proxy_wasm::set_log_level(level);
-        }
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(b) => b.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
+        host::init_logging();
+        let bytes = host::plugin_configuration().unwrap_or_default();
         match config::parse(&bytes, &|name| std::env::var(name).ok()) {
             Ok(cfg) => {
                 if self.metrics.0.is_empty() {
@@ -128,13 +122,6 @@ fn same_header_name(a: &str, b: &str) -> bool {
             .all(|(x, y)| x == y || (matches!(x, b'_' | b'-') && matches!(y, b'_' | b'-')))
 }
 
-fn now_s() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
-}
-
 fn random_id() -> Option<[u8; crate::token::ID_LEN]> {
     let mut b = [0u8; crate::token::ID_LEN];
     getrandom::getrandom(&mut b).ok().map(|()| b)
@@ -142,9 +129,7 @@ fn random_id() -> Option<[u8; crate::token::ID_LEN]> {
 
 impl Http {
     fn routed_cluster_may_signal(&self, cfg: &Config) -> bool {
-        let cluster = hostcalls::get_property(vec!["xds", "cluster_name"])
-            .ok()
-            .flatten();
+        let cluster = host::property(&["xds", "cluster_name"]);
         cfg.cluster_may_signal(cluster.as_deref())
     }
 
@@ -169,28 +154,28 @@ impl Http {
         let t = MapType::HttpRequestHeaders;
         let mut ok = true;
         if let Some(p) = &e.path {
-            ok &= hostcalls::set_map_value_bytes(t, ":path", Some(p)).is_ok();
+            ok &= host::replace_header(t, ":path", p).is_ok();
         }
         if let Some(r) = &e.referer {
-            ok &= hostcalls::set_map_value_bytes(t, "referer", Some(r)).is_ok();
+            ok &= host::replace_header(t, "referer", r).is_ok();
         }
         if let Some(list) = &e.cookies {
             match list.as_slice() {
-                [] => ok &= hostcalls::remove_map_value(t, "cookie").is_ok(),
-                [one] => ok &= hostcalls::set_map_value_bytes(t, "cookie", Some(one)).is_ok(),
+                [] => ok &= host::remove_header(t, "cookie").is_ok(),
+                [one] => ok &= host::replace_header(t, "cookie", one).is_ok(),
                 several => {
-                    ok &= hostcalls::remove_map_value(t, "cookie").is_ok();
+                    ok &= host::remove_header(t, "cookie").is_ok();
                     for v in several {
-                        ok &= hostcalls::add_map_value_bytes(t, "cookie", v).is_ok();
+                        ok &= host::add_header(t, "cookie", v).is_ok();
                     }
                 }
             }
         }
         for name in &e.remove {
-            ok &= hostcalls::remove_map_value(t, name).is_ok();
+            ok &= host::remove_header(t, name).is_ok();
         }
         for (name, value) in &e.set {
-            ok &= hostcalls::set_map_value_bytes(t, name, Some(value.as_bytes())).is_ok();
+            ok &= host::replace_header(t, name, value.as_bytes()).is_ok();
         }
         if !ok {
             self.fail("request header edit");
@@ -201,22 +186,22 @@ impl Http {
         let t = MapType::HttpResponseHeaders;
         let mut ok = true;
         for name in &e.remove {
-            ok &= hostcalls::remove_map_value(t, name).is_ok();
+            ok &= host::remove_header(t, name).is_ok();
         }
         match &e.set_cookies {
             SetCookies::Unchanged => {}
             SetCookies::Append(c) => {
-                ok &= hostcalls::add_map_value_bytes(t, "set-cookie", c.as_bytes()).is_ok();
+                ok &= host::add_header(t, "set-cookie", c.as_bytes()).is_ok();
             }
             SetCookies::Replace(list) => {
-                ok &= hostcalls::remove_map_value(t, "set-cookie").is_ok();
+                ok &= host::remove_header(t, "set-cookie").is_ok();
                 for v in list {
-                    ok &= hostcalls::add_map_value_bytes(t, "set-cookie", v).is_ok();
+                    ok &= host::add_header(t, "set-cookie", v).is_ok();
                 }
             }
         }
         if let Some(cc) = &e.cache_control {
-            ok &= hostcalls::set_map_value_bytes(t, "cache-control", Some(cc)).is_ok();
+            ok &= host::replace_header(t, "cache-control", cc).is_ok();
         }
         if !ok {
             self.fail("response header edit");
@@ -224,68 +209,12 @@ impl Http {
     }
 }
 
-#[link(wasm_import_module = "env")]
-extern "C" {
-    // Declared here because the SDK's wrapper panics on a non-Ok status.
-    fn proxy_send_local_response(
-        status_code: u32,
-        status_code_details_data: *const u8,
-        status_code_details_size: usize,
-        body_data: *const u8,
-        body_size: usize,
-        headers_data: *const u8,
-        headers_size: usize,
-        grpc_status: i32,
-    ) -> Status;
-}
-
-/// The proxy-wasm header map wire format: count, then (key len, value len) pairs, then
-/// NUL-terminated keys and values, all little-endian u32.
-fn serialize_map(headers: &[(&str, String)]) -> Vec<u8> {
-    let mut size = 4;
-    for (k, v) in headers {
-        size += 8 + k.len() + v.len() + 2;
-    }
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&u32::try_from(headers.len()).unwrap_or(0).to_le_bytes());
-    for (k, v) in headers {
-        out.extend_from_slice(&u32::try_from(k.len()).unwrap_or(0).to_le_bytes());
-        out.extend_from_slice(&u32::try_from(v.len()).unwrap_or(0).to_le_bytes());
-    }
-    for (k, v) in headers {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
-}
-
-fn send_local_response(status: u32, headers: &[(&str, String)], body: &[u8]) -> bool {
-    let map = serialize_map(headers);
-    let details = b"session_guard";
-    // SAFETY: every pointer/length pair describes a live, immutable buffer for the call.
-    let status = unsafe {
-        proxy_send_local_response(
-            status,
-            details.as_ptr(),
-            details.len(),
-            body.as_ptr(),
-            body.len(),
-            map.as_ptr(),
-            map.len(),
-            -1,
-        )
-    };
-    status == Status::Ok
-}
-
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let Some(cfg) = self.config.clone() else {
             return Action::Continue;
         };
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        let headers = match host::header_map(MapType::HttpRequestHeaders) {
             Ok(h) => h,
             Err(_) => {
                 self.fail("read request headers");
@@ -294,7 +223,7 @@ impl HttpContext for Http {
         };
         let mut view = RequestView {
             debug_logs: log::log_enabled!(log::Level::Debug),
-            now: now_s(),
+            now: host::now_s(),
             ..Default::default()
         };
         for (name, value) in &headers {
@@ -327,7 +256,7 @@ impl HttpContext for Http {
         match decision.outcome {
             RequestOutcome::Reply(r) if !monitor => {
                 self.pending = None;
-                if send_local_response(r.status, &r.headers, r.body) {
+                if host::send_local_response(r.status, &r.headers, r.body) {
                     return Action::Pause;
                 }
                 self.fail("send local response");
@@ -350,12 +279,8 @@ impl HttpContext for Http {
             let header = policy::grant_signal(&cfg, &mut pending, &mut rec, &mut random_id);
             self.record(rec);
             if let (Some((name, value)), false) = (header, monitor) {
-                if hostcalls::set_map_value_bytes(
-                    MapType::HttpRequestHeaders,
-                    &name,
-                    Some(value.as_bytes()),
-                )
-                .is_err()
+                if host::replace_header(MapType::HttpRequestHeaders, &name, value.as_bytes())
+                    .is_err()
                 {
                     self.fail("request header edit");
                 }
@@ -369,7 +294,7 @@ impl HttpContext for Http {
         let (Some(cfg), Some(mut pending)) = (self.config.clone(), self.pending.take()) else {
             return Action::Continue;
         };
-        let headers = match hostcalls::get_map_bytes(MapType::HttpResponseHeaders) {
+        let headers = match host::header_map(MapType::HttpResponseHeaders) {
             Ok(h) => h,
             Err(_) => {
                 self.fail("read response headers");

@@ -10,9 +10,12 @@ pub mod policy;
 pub mod set_cookie;
 pub mod token;
 pub mod url;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+#[cfg(target_arch = "wasm32")]
+mod host;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{

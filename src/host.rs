@@ -1,0 +1,261 @@
+//! The host calls the filter makes, declared here rather than taken from
+//! `proxy_wasm::hostcalls`: the SDK's wrappers `panic!` on any status they do not expect and
+//! `unwrap` header names as UTF-8, and a panic kills the worker's VM. Every call here returns
+//! a `Result`/`Option`; the caller decides, and counts.
+//!
+//! Memory the host returns was allocated through the SDK's exported
+//! `proxy_on_memory_allocate` (the global allocator), so it is owned with `Vec::from_raw_parts`.
+
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+use std::ptr::null_mut;
+
+// The log level comes back as a plain u32 here (the SDK reads it straight into an enum,
+// which a value outside the enum would make undefined behaviour).
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_log_level(return_level: *mut u32) -> Status;
+    fn proxy_log(level: LogLevel, message_data: *const u8, message_size: usize) -> Status;
+}
+
+/// A `log` backend on `proxy_log` that ignores host errors (the SDK's unwraps them).
+struct HostLogger;
+
+static LOGGER: HostLogger = HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        let message = record.args().to_string();
+        // SAFETY: the message outlives the call.
+        let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger at info, without a host call (it runs while the VM starts).
+pub fn install_logger() {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+}
+
+/// Sets the level to what Envoy prints for this plugin, so lines Envoy would drop are never
+/// formatted.
+pub fn init_logging() {
+    install_logger();
+    let mut raw = 2u32;
+    // SAFETY: the out-pointer is valid for the call.
+    let level = match unsafe { proxy_get_log_level(&mut raw) } {
+        Status::Ok => raw,
+        _ => 2,
+    };
+    log::set_max_level(match level {
+        0 => log::LevelFilter::Trace,
+        1 => log::LevelFilter::Debug,
+        2 => log::LevelFilter::Info,
+        3 => log::LevelFilter::Warn,
+        4 => log::LevelFilter::Error,
+        _ => log::LevelFilter::Off,
+    });
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+    fn proxy_get_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> Status;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> Status;
+    fn proxy_add_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_replace_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_remove_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+    ) -> Status;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> Status;
+    fn proxy_define_metric(
+        metric_type: MetricType,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> Status;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> Status;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> Status;
+}
+
+/// Takes ownership of a host-allocated buffer (empty when the host returned none).
+///
+/// # Safety
+/// `data`/`size` must come from a host call that allocated through `proxy_on_memory_allocate`.
+unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        Vec::from_raw_parts(data, size, size)
+    }
+}
+
+pub use crate::wire::{deserialize_map, serialize_map, Header};
+
+pub fn header_map(map: MapType) -> Result<Vec<Header>, Status> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: out-pointers are valid for the call; the buffer is then ours.
+    let bytes = unsafe {
+        match proxy_get_header_map_pairs(map, &mut data, &mut size) {
+            Status::Ok => owned(data, size),
+            other => return Err(other),
+        }
+    };
+    Ok(deserialize_map(&bytes))
+}
+
+pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: as in `header_map`.
+    unsafe {
+        match proxy_get_buffer_bytes(
+            BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+            &mut data,
+            &mut size,
+        ) {
+            Status::Ok => Ok(owned(data, size)),
+            Status::NotFound => Ok(Vec::new()),
+            other => Err(other),
+        }
+    }
+}
+
+/// A property such as `["xds", "cluster_name"]`; `None` when absent or on any error.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let serialized = path.join("\0");
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: as in `header_map`.
+    unsafe {
+        match proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) {
+            Status::Ok if !data.is_null() => Some(owned(data, size)),
+            _ => None,
+        }
+    }
+}
+
+fn ok(status: Status) -> Result<(), Status> {
+    match status {
+        Status::Ok => Ok(()),
+        other => Err(other),
+    }
+}
+
+pub fn replace_header(map: MapType, name: &str, value: &[u8]) -> Result<(), Status> {
+    // SAFETY: pointers describe live slices for the duration of the call.
+    ok(unsafe {
+        proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    })
+}
+
+pub fn add_header(map: MapType, name: &str, value: &[u8]) -> Result<(), Status> {
+    // SAFETY: as above.
+    ok(unsafe {
+        proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    })
+}
+
+pub fn remove_header(map: MapType, name: &str) -> Result<(), Status> {
+    // SAFETY: as above.
+    ok(unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) })
+}
+
+/// Seconds since the Unix epoch, from the host's clock; 0 if it is unavailable.
+pub fn now_s() -> u64 {
+    let mut ns = 0u64;
+    // SAFETY: the out-pointer is valid for the call.
+    match unsafe { proxy_get_current_time_nanoseconds(&mut ns) } {
+        Status::Ok => ns / 1_000_000_000,
+        _ => 0,
+    }
+}
+
+pub fn define_counter(name: &str) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: as above.
+    let status =
+        unsafe { proxy_define_metric(MetricType::Counter, name.as_ptr(), name.len(), &mut id) };
+    (status == Status::Ok).then_some(id)
+}
+
+pub fn increment(id: u32, by: i64) -> Result<(), Status> {
+    // SAFETY: no pointers.
+    ok(unsafe { proxy_increment_metric(id, by) })
+}
+
+pub fn send_local_response(status: u32, headers: &[(&str, String)], body: &[u8]) -> bool {
+    let map = serialize_map(headers);
+    let details = b"session_guard";
+    // SAFETY: every pointer/length pair describes a live, immutable buffer for the call.
+    let status = unsafe {
+        proxy_send_local_response(
+            status,
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            map.as_ptr(),
+            map.len(),
+            -1,
+        )
+    };
+    status == Status::Ok
+}
