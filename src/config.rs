@@ -281,6 +281,8 @@ fn kind(v: &Value) -> &'static str {
 }
 
 fn join(path: &str, key: &str) -> String {
+    // An empty key (`{"": 1}`) still gets a visible name in the error.
+    let key = if key.is_empty() { "\"\"" } else { key };
     if path.is_empty() {
         key.to_string()
     } else {
@@ -980,6 +982,7 @@ mod tests {
                 "signal.header",
             ),
             ("not json", "{".into(), "configuration"),
+            ("empty field name", format!(r#"{{"keys":[{k}],"":2}}"#), "\"\""),
             ("empty", "".into(), "configuration"),
         ];
         for (name, json, field) in cases {
