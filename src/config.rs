@@ -982,7 +982,11 @@ mod tests {
                 "signal.header",
             ),
             ("not json", "{".into(), "configuration"),
-            ("empty field name", format!(r#"{{"keys":[{k}],"":2}}"#), "\"\""),
+            (
+                "empty field name",
+                format!(r#"{{"keys":[{k}],"":2}}"#),
+                "\"\"",
+            ),
             ("empty", "".into(), "configuration"),
         ];
         for (name, json, field) in cases {
