@@ -27,8 +27,6 @@ pub struct RequestView<'a> {
     pub spoofed: Vec<&'a str>,
     /// Envoy's `x-request-id`, for log lines.
     pub request_id: Option<&'a [u8]>,
-    /// Whether the routed cluster may send session signals.
-    pub may_signal: bool,
     pub now: u64,
 }
 
@@ -330,30 +328,24 @@ pub fn decide_request(
                 .push((cfg.upstream.subject_header.clone(), sub.clone()));
         }
     }
-    let mut pending = Pending {
-        session,
-        issue,
-        next_id: None,
-        may_signal: false,
-        request_id: rid,
-        now: req.now,
-    };
-    if req.may_signal {
-        if let Some(header) = grant_signal(cfg, &mut pending, &mut rec, random_id) {
-            edits.set.push(header);
-        }
-    }
     RequestDecision {
         outcome: RequestOutcome::Forward(edits),
-        pending,
+        pending: Pending {
+            session,
+            issue,
+            next_id: None,
+            may_signal: false,
+            request_id: rid,
+            now: req.now,
+        },
         record: rec,
     }
 }
 
 /// The request goes to a cluster allowed to signal: draw the ID a rotation would commit and
 /// return the header that tells the auth upstream. Separate from [`decide_request`] because
-/// the routed cluster is only known after the request's URL edit (a stripped path may route
-/// elsewhere), and reading it after every edit lets Envoy reuse that route for forwarding.
+/// the glue reads the routed cluster (a host call) only after the request's edits, and checks
+/// it again on the response.
 pub fn grant_signal(
     cfg: &Config,
     pending: &mut Pending,
@@ -381,7 +373,7 @@ fn reply(r: LocalReply, req: &RequestView<'_>, rec: Record, rid: String) -> Requ
             session: None,
             issue: Issue::None,
             next_id: None,
-            may_signal: req.may_signal,
+            may_signal: false,
             request_id: rid,
             now: req.now,
         },
@@ -870,15 +862,10 @@ mod tests {
             .set
             .iter()
             .any(|(n, _)| n == "x-session-id-next"));
-        v.may_signal = true;
-        let d = decide_request(&c, &v, &mut rng());
-        let next = forward(&d)
-            .set
-            .iter()
-            .find(|(n, _)| n == "x-session-id-next")
-            .unwrap()
-            .1
-            .clone();
+        let mut d = decide_request(&c, &v, &mut rng());
+        let (name, next) = grant_signal(&c, &mut d.pending, &mut d.record, &mut rng()).unwrap();
+        assert_eq!(name, "x-session-id-next");
+        assert!(d.pending.may_signal);
         assert_eq!(Some(next), d.pending.next_id.map(|i| i.encoded()));
     }
 

@@ -1,7 +1,7 @@
 //! The whole request and response decision on arbitrary header bytes: never a panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use session_guard::policy::{decide_request, decide_response, RequestView, ResponseView};
+use session_guard::policy::{decide_request, decide_response, grant_signal, RequestView, ResponseView};
 
 fuzz_target!(|data: &[u8]| {
     let cfg = session_guard::config::parse(
@@ -20,12 +20,14 @@ fuzz_target!(|data: &[u8]| {
         path: Some(path),
         referer: Some(path),
         cookies: vec![cookie],
-        may_signal: data.first().is_some_and(|b| b & 1 == 1),
         now: 1_800_000_000,
         debug_logs: true,
         ..Default::default()
     };
-    let d = decide_request(&cfg, &req, &mut || Some([7; 16]));
+    let mut d = decide_request(&cfg, &req, &mut || Some([7; 16]));
+    if data.first().is_some_and(|b| b & 1 == 1) {
+        let _ = grant_signal(&cfg, &mut d.pending, &mut d.record, &mut || Some([8; 16]));
+    }
     let resp = ResponseView {
         signals: vec![signal],
         subjects: vec![subject],
