@@ -10,7 +10,7 @@ ENVOY_VERSION := 1.40.0
 export ENVOY_BIN := $(abspath $(ENVOY))
 export SESSION_GUARD_WASM := $(abspath $(WASM))
 
-.PHONY: all build test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak deps wasm-target browser-deps bench-deps image-deps clean
+.PHONY: all build test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps clean
 
 all: build
 
@@ -82,11 +82,22 @@ fuzz:
 fuzz-smoke:
 	@scripts/fuzz.sh $${FUZZ_SECONDS:-20}
 
-soak: build deps bench-deps
-	@scripts/soak.sh
+# perf/ holds the drivers and their configs; perf/README.md explains method and knobs.
+# The probe crates (perf/empty-filter: the floor any Wasm filter pays; perf/hostcall-probe:
+# prices single host calls, BENCH_HOSTCALLS=1) are workspace members outside default-members,
+# built here with the release profile they were tuned with (opt-level "s").
+PERF_PROFILE := --config 'profile.release.opt-level="s"' --config 'profile.release.strip="debuginfo"'
 
-bench: build deps bench-deps
-	@scripts/bench.sh
+perf-probes: wasm-target
+	cargo build --quiet --release --target wasm32-wasip1 $(PERF_PROFILE) -p empty-filter -p hostcall-probe
+
+# Bounded soak through envoy/ingress.yaml, two workers; fails on any contract violation or leak.
+soak: build deps bench-deps
+	$(VENV)/bin/python3 perf/soak.py
+
+# Takes 4 to 5 minutes; BENCH_HOSTCALLS=1 prices single host calls instead.
+bench: build deps bench-deps perf-probes
+	$(VENV)/bin/python3 perf/run.py
 
 clean:
 	cargo clean

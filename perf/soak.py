@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Bounded soak of session-guard through the shipped ingress config (scripts/soak.sh, `make soak`).
+"""Bounded soak of session-guard through the shipped ingress config (`make soak`).
 
 Envoy runs envoy/ingress.yaml with --concurrency 2 (ports and the wasm path substituted; the key
 comes from SESSION_GUARD_KEY in its environment). Upstreams app/auth/api are a second Envoy
-answering with direct_response (bench/upstream.yaml): /auth/login signals `login` for alice,
+answering with direct_response (perf/upstream.yaml): /auth/login signals `login` for alice,
 /auth/logout signals `logout`, /api/spoof is an untrusted cluster trying to signal a login.
 Every upstream response echoes what the upstream received, so the driver checks the contract on
 every response, not only statuses.
@@ -135,7 +135,7 @@ def main() -> int:
     work = c.RUN_DIR / "soak"
     work.mkdir(parents=True, exist_ok=True)
     up_admin, app, auth, api, admin, listen = c.free_ports(6)
-    up_cfg = c.render(c.BENCH / "upstream.yaml", work / "upstream.yaml", {
+    up_cfg = c.render(c.PERF / "upstream.yaml", work / "upstream.yaml", {
         "UP_ADMIN_PORT": up_admin, "APP_PORT": app, "AUTH_PORT": auth, "API_PORT": api})
     front_cfg = render_ingress(src, work / "ingress.yaml",
                                {10000: listen, 9901: admin, 8080: app, 8081: auth, 8082: api})
@@ -174,7 +174,7 @@ def main() -> int:
         args = [str(per_thread), cookies[0], cookies[1], sid, cookie_name, str(url_status),
                 "1" if (enforce and check_contract) else "0", "1" if mint else "0", str(done_file)]
         return c.run_wrk(listen, "/", duration=max_seconds, connections=conns, threads=threads,
-                         script=c.BENCH / "wrk" / "soak.lua", script_args=args, done_file=done_file)
+                         script=c.PERF / "wrk" / "soak.lua", script_args=args, done_file=done_file)
 
     run(warm)
     rss_base = front.rss_kib()

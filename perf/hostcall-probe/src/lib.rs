@@ -1,4 +1,4 @@
-//! Bench only (`scripts/bench.sh --hostcalls`): prices single Proxy-Wasm host calls in Envoy's
+//! Bench only (`make bench BENCH_HOSTCALLS=1`): prices single Proxy-Wasm host calls in Envoy's
 //! V8 runtime. The plugin configuration is `<op>:<n>`; every request performs `op` n times (in
 //! on_http_request_headers, or on_http_response_headers for `resp_*` ops). Extra time per
 //! request over this module doing nothing (`none`), divided by n, is the price of one call.

@@ -1,4 +1,4 @@
--- wrk reporter for bench/run.py: no request/response hooks (so wrk stays cheap and does not
+-- wrk reporter for perf/run.py: no request/response hooks (so wrk stays cheap and does not
 -- parse responses); done() prints one machine-readable line.
 done = function(summary, latency, requests)
   local e = summary.errors

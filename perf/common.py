@@ -1,4 +1,4 @@
-"""Shared plumbing for bench/run.py and bench/soak.py: ports, config rendering, Envoy
+"""Shared plumbing for perf/run.py and perf/soak.py: ports, config rendering, Envoy
 processes, /proc sampling, admin stats and the wrk wrapper. Standard library only."""
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
+PERF = ROOT / "perf"
 RUN_DIR = ROOT / ".run"  # gitignored
 ENVOY_BIN = os.environ.get("ENVOY_BIN") or str(ROOT / ".venv" / "bin" / "envoy")
 GUARD_WASM = os.environ.get("SESSION_GUARD_WASM") or str(
     ROOT / "target" / "wasm32-wasip1" / "release" / "session_guard.wasm"
 )
-EMPTY_WASM = str(BENCH / "empty-filter" / "target" / "wasm32-wasip1" / "release" / "empty_filter.wasm")
+# The probe crates are workspace members outside default-members: `make bench` builds them into
+# the workspace's target directory.
+PROBE_DIR = ROOT / "target" / "wasm32-wasip1" / "release"
+EMPTY_WASM = str(PROBE_DIR / "empty_filter.wasm")
 WRK = os.environ.get("WRK_BIN", "wrk")
 NCPU = os.cpu_count() or 1
 
@@ -91,7 +94,7 @@ class Envoy:
         full_env = dict(os.environ)
         full_env.update(env or {})
         # Same session as the driver (no setsid): it shares the driver's scheduler autogroup,
-        # whose priority bench/run.py may raise (see raise_priority).
+        # whose priority perf/run.py may raise (see raise_priority).
         with open(config.with_suffix(".out"), "w") as out:
             self.proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT)
         _live.append(self)
@@ -209,12 +212,40 @@ def thread_sched_ns(pid: int, tid: int) -> tuple[int, int]:
     return int(f[0]), int(f[1])
 
 
+def own_session() -> None:
+    """Continue this driver in a session of its own, so that raise_priority changes the bench's
+    processes only (with autogroups Linux shares CPU between sessions before nice applies).
+    A new session has no terminal, so the parent stays in the caller's session, forwards Ctrl-C
+    and TERM to the child (which then stops its Envoys) and exits with the child's status.
+    Returns in the child; a process that already leads its session just continues."""
+    if os.getsid(0) == os.getpid():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        os.setsid()
+        return
+
+    def forward(_signum, _frame):
+        try:
+            os.kill(child, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(code if code >= 0 else 128 - code)
+
+
 def raise_priority(nice: int) -> str:
     """Give this process's scheduler autogroup (and so every child not started in a new
     session: Envoys, wrk) priority `nice` over the rest of the machine. With autogroups
     (kernel.sched_autogroup_enabled=1) CPU is shared between sessions first, so a plain `nice`
     does nothing against other sessions' work. Only done when this process leads its own
-    session (scripts/bench.sh starts it with setsid), never to a caller's session; the group
+    session (own_session), never to a caller's session; the group
     goes away with the session. Returns what was done, for the log."""
     if os.getsid(0) != os.getpid():
         return "priority unchanged (not a session leader)"
@@ -275,7 +306,7 @@ def run_wrk(port: int, path: str, *, duration: float, connections: int, threads:
     plus 'non2xx3xx' parsed from wrk's own summary."""
     cmd = taskset_prefix(cpus) + [
         WRK, f"-t{threads}", f"-c{connections}", f"-d{duration}s", f"--timeout={timeout_s}s",
-        "-s", str(script or BENCH / "wrk" / "report.lua"),
+        "-s", str(script or PERF / "wrk" / "report.lua"),
     ]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""session-guard benchmark driver (called by scripts/bench.sh, i.e. `make bench`).
+"""session-guard benchmark driver (`make bench`).
 
 One bench Envoy (--concurrency 1) has three listeners in front of the same upstream
-(bench/envoy-bench.yaml): `none` (router only), `empty` (an empty Proxy-Wasm filter, the floor any
-Wasm filter pays) and `guard` (session-guard). A second Envoy (bench/upstream.yaml) is the cheap
+(perf/envoy-bench.yaml): `none` (router only), `empty` (an empty Proxy-Wasm filter, the floor any
+Wasm filter pays) and `guard` (session-guard). A second Envoy (perf/upstream.yaml) is the cheap
 upstream, answering with direct_response, so every filter sees a real upstream response.
 
 For each traffic class, interleaved rounds run a short wrk on each listener (rotating the order),
@@ -27,7 +27,7 @@ median over rounds is reported; rps, latency and CPU/request are medians over ro
 is at saturation (closed loop, 64 connections), so p50 is mostly queueing: compare listeners,
 not absolute values.
 
-On a machine shared with other work, scripts/bench.sh starts this driver in its own session and
+On a machine shared with other work, the driver runs in its own session (common.own_session) and
 raises that session's scheduler priority (BENCH_NICE, default -10), so other sessions' processes
 do not sit on the bench's CPUs; set BENCH_NICE= to leave priorities alone.
 
@@ -92,7 +92,7 @@ def parse_args():
                     default=os.environ.get("BENCH_MEM_PROBE", "1") == "0")
     ap.add_argument("--hostcalls", action="store_true",
                     default=os.environ.get("BENCH_HOSTCALLS", "0") == "1",
-                    help="instead of the classes, price single host calls with bench/hostcall-probe")
+                    help="instead of the classes, price single host calls with perf/hostcall-probe")
     ap.add_argument("--calls", type=int, default=env_num("BENCH_CALLS", 25),
                     help="--hostcalls: calls per request")
     ap.add_argument("--json", default=os.environ.get("BENCH_JSON", str(c.RUN_DIR / "bench" / "result.json")))
@@ -113,6 +113,7 @@ def kib(n: int) -> str:
 
 def main() -> int:
     args = parse_args()
+    c.own_session()
     c.install_cleanup()
     if args.hostcalls:
         return hostcalls_main(args)
@@ -121,7 +122,7 @@ def main() -> int:
         if k not in CLASSES:
             raise SystemExit(f"unknown class {k!r}; known: {', '.join(CLASSES)}")
     for f, what in ((c.ENVOY_BIN, "Envoy (make deps)"), (c.GUARD_WASM, "session-guard wasm (make build)"),
-                    (c.EMPTY_WASM, "empty filter wasm (scripts/bench.sh builds it)")):
+                    (c.EMPTY_WASM, "empty filter wasm (make bench builds it)")):
         if not Path(f).exists():
             raise SystemExit(f"missing {what}: {f}")
 
@@ -143,7 +144,7 @@ def main() -> int:
 
     up_admin, app_port, auth_port, api_port, admin, p_none, p_empty, p_guard = c.free_ports(8)
     ports = {"none": p_none, "empty": p_empty, "guard": p_guard}
-    up_cfg = c.render(c.BENCH / "upstream.yaml", work / "upstream.yaml", {
+    up_cfg = c.render(c.PERF / "upstream.yaml", work / "upstream.yaml", {
         "UP_ADMIN_PORT": up_admin, "APP_PORT": app_port, "AUTH_PORT": auth_port, "API_PORT": api_port})
     subs = {"ADMIN_PORT": admin, "PORT_NONE": p_none, "PORT_EMPTY": p_empty, "PORT_GUARD": p_guard,
             "APP_PORT": app_port, "AUTH_PORT": auth_port, "EMPTY_WASM": c.EMPTY_WASM,
@@ -159,7 +160,7 @@ def main() -> int:
 
     # --- the bench pair ---------------------------------------------------------------------
     upstream = c.Envoy("upstream", up_cfg, up_admin, args.upstream_concurrency, cpus=load_cpus)
-    bench_cfg = c.render(c.BENCH / "envoy-bench.yaml", work / "envoy-bench.yaml", subs)
+    bench_cfg = c.render(c.PERF / "envoy-bench.yaml", work / "envoy-bench.yaml", subs)
     bench = c.Envoy("bench", bench_cfg, admin, 1, cpus=envoy_cpus, env=env)
     upstream.wait_ready()
     bench.wait_ready()
@@ -329,7 +330,7 @@ def memory_probe(work: Path, subs: dict, env: dict, cpus: str | None) -> dict:
         for name, cut in variants.items():
             (admin,) = c.free_ports(1)
             s = dict(subs, ADMIN_PORT=admin)
-            cfg = c.render(c.BENCH / "envoy-bench.yaml", work / f"mem-{name}-c{conc}.yaml", s, cut=cut)
+            cfg = c.render(c.PERF / "envoy-bench.yaml", work / f"mem-{name}-c{conc}.yaml", s, cut=cut)
             e = c.Envoy(f"mem-{name}-c{conc}", cfg, admin, conc, cpus=cpus, env=env)
             try:
                 e.wait_ready()
@@ -437,7 +438,7 @@ def report(result: dict, classes: list[str], args) -> None:
             if k in am))
 
 
-PROBE_WASM = str(c.BENCH / "hostcall-probe" / "target" / "wasm32-wasip1" / "release" / "hostcall_probe.wasm")
+PROBE_WASM = str(c.PROBE_DIR / "hostcall_probe.wasm")
 PROBE_OPS = {
     "none": "the probe module doing nothing (its floor)",
     "req_headers_map": "get_map_bytes(request headers): whole map",
@@ -466,7 +467,7 @@ def hostcalls_main(args) -> int:
     """Price single host calls: one listener per op (each doing the op `--calls` times per
     request), the steady request (valid-looking cookie, clean URL), interleaved rounds.
     Price of one call = (extra(op) - extra(none)) / calls, extra as in the class bench."""
-    for f, what in ((c.ENVOY_BIN, "Envoy (make deps)"), (PROBE_WASM, "hostcall probe (scripts/bench.sh --hostcalls)")):
+    for f, what in ((c.ENVOY_BIN, "Envoy (make deps)"), (PROBE_WASM, "hostcall probe (make bench builds it)")):
         if not Path(f).exists():
             raise SystemExit(f"missing {what}: {f}")
     work = c.RUN_DIR / "bench"
@@ -474,7 +475,7 @@ def hostcalls_main(args) -> int:
     envoy_cpus, load_cpus = cpu_plan(args.pin)
     prio = c.raise_priority(int(args.nice)) if args.nice not in ("", None) else "priority unchanged"
     # BENCH_PROBE_OPS: a comma list to price instead of the default set; `seq=a+b+...` runs a
-    # sequence of single calls once per request (steps: see bench/hostcall-probe/src/lib.rs).
+    # sequence of single calls once per request (steps: see perf/hostcall-probe/src/lib.rs).
     ops = [o.strip() for o in os.environ.get("BENCH_PROBE_OPS", ",".join(PROBE_OPS)).split(",") if o.strip()]
     if "none" not in ops:
         ops.insert(0, "none")
@@ -482,7 +483,7 @@ def hostcalls_main(args) -> int:
     ports = {"no filter": p_none, **dict(zip(ops, probe_ports)), "session-guard": p_guard}
     c.log(f"== host-call pricing: {args.calls} calls per request, {args.rounds} rounds x {args.duration}s, "
           f"wrk -t1 -c{args.connections}; bench Envoy on cpu {envoy_cpus or 'any'}; {prio}")
-    tpl = (c.BENCH / "envoy-hostcalls.yaml").read_text()
+    tpl = (c.PERF / "envoy-hostcalls.yaml").read_text()
     m = re.search(r"(?ms)^[ \t]*# BEGIN probe\n(.*?)^[ \t]*# END probe\n", tpl)
     if not m:
         raise SystemExit("envoy-hostcalls.yaml: no probe block")
@@ -494,7 +495,7 @@ def hostcalls_main(args) -> int:
     cfg = c.render(work / "hostcalls.tpl.yaml", work / "hostcalls.yaml", {
         "ADMIN_PORT": admin, "PORT_NONE": p_none, "PORT_GUARD": p_guard, "APP_PORT": app_port,
         "AUTH_PORT": auth_port, "PROBE_WASM": PROBE_WASM, "GUARD_WASM": c.GUARD_WASM})
-    up_cfg = c.render(c.BENCH / "upstream.yaml", work / "upstream.yaml", {
+    up_cfg = c.render(c.PERF / "upstream.yaml", work / "upstream.yaml", {
         "UP_ADMIN_PORT": up_admin, "APP_PORT": app_port, "AUTH_PORT": auth_port, "API_PORT": api_port})
     upstream = c.Envoy("upstream", up_cfg, up_admin, args.upstream_concurrency, cpus=load_cpus)
     bench = c.Envoy("hostcalls", cfg, admin, 1, cpus=envoy_cpus, env={"SESSION_GUARD_KEY": c.random_key()})
