@@ -1,5 +1,5 @@
 //! What operators observe, in the real Envoy: a counter for every decision with exact
-//! deltas, names that match the README, logs without secrets, monitor mode byte for byte.
+//! deltas, names that match docs/operations.md, logs without secrets, monitor mode byte for byte.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -255,7 +255,8 @@ async fn readme_metrics_table_matches_what_envoy_exports() {
     );
     let prom = m.envoy.prometheus().await;
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+            .unwrap();
     for c in Counter::ALL {
         let prom_name = c.name().replace('.', "_");
         assert!(
@@ -268,7 +269,7 @@ async fn readme_metrics_table_matches_what_envoy_exports() {
                 c.name(),
                 c.help()
             )),
-            "README metrics table row for {}",
+            "docs/operations.md metrics table row for {}",
             c.name()
         );
     }
