@@ -339,3 +339,5 @@ pub fn is_token_byte(b: u8) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_contract;

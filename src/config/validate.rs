@@ -457,7 +457,7 @@ fn revoked_sessions(raw: Vec<String>) -> Result<Vec<u64>, ConfigError> {
 
 /// Sorts in place, O(n log n). `sort_unstable` would add about 4 KiB of wasm for a list
 /// sorted once, at configuration time.
-fn heapsort(v: &mut [u64]) {
+pub(super) fn heapsort(v: &mut [u64]) {
     for root in (0..v.len() / 2).rev() {
         sift_down(v, root, v.len());
     }
