@@ -15,8 +15,6 @@ const MAX_KEYS: usize = 16;
 const MAX_NAME_LEN: usize = 128;
 const MAX_SCOPE_LEN: usize = 256;
 const MAX_APP_COOKIES: usize = 64;
-/// Upper bound on each revocation list: a plugin config travels in every proxy's xDS.
-pub(super) const MAX_REVOKED: usize = 10_000;
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -49,11 +47,11 @@ fn choice<T: Copy>(
     choices: &[(&str, T)],
     problem: &str,
 ) -> Result<T, ConfigError> {
-    let found = match value {
-        None => choices.first(),
-        Some(v) => choices.iter().find(|(name, _)| *name == v),
-    };
+    let mut found = choices
+        .iter()
+        .filter(|(name, _)| value.is_none_or(|v| v == *name));
     found
+        .next()
         .map(|(_, t)| *t)
         .ok_or_else(|| ConfigError::new(field, problem))
 }
@@ -235,15 +233,12 @@ fn scope(raw: Option<String>) -> Result<Scope, ConfigError> {
     match raw.as_deref() {
         None | Some("host") => Ok(Scope::Host),
         Some("") => Ok(Scope::None),
-        Some(s) if s.len() <= MAX_SCOPE_LEN && s.bytes().all(|b| (0x21..0x7f).contains(&b)) => {
+        Some(s) if s.len() <= MAX_SCOPE_LEN && s.bytes().all(is_printable) => {
             Ok(Scope::Fixed(s.to_string()))
         }
         Some(_) => Err(ConfigError::new(
             "cookie.scope",
-            format!(
-                "must be \"host\", \"\" or at most {MAX_SCOPE_LEN} printable ASCII \
-                 characters without spaces"
-            ),
+            "must be \"host\", \"\" or 1 to 256 printable ASCII characters without spaces",
         )),
     }
 }
@@ -289,12 +284,12 @@ fn dedup(names: Vec<String>) -> Vec<String> {
 
 /// Parameter names: printable ASCII, lowercased for case-insensitive comparison.
 fn names(field: &str, names: Vec<String>) -> Result<Vec<String>, ConfigError> {
-    checked_names(
-        field,
-        names,
-        |b| (0x21..0x7f).contains(&b),
-        "printable ASCII",
-    )
+    checked_names(field, names, is_printable, "printable ASCII")
+}
+
+/// Printable ASCII without space.
+fn is_printable(b: u8) -> bool {
+    (0x21..0x7f).contains(&b)
 }
 
 /// Names of at most [`MAX_NAME_LEN`] bytes, each accepted by `byte_ok`, lowercased.
@@ -406,11 +401,11 @@ fn too_many(field: &str, n: usize, max: usize) -> ConfigError {
 }
 
 fn revoke(rr: RawRevoke) -> Result<RevokeConfig, ConfigError> {
-    Ok(RevokeConfig {
-        not_before: rr.not_before,
-        subjects: revoked_subjects(rr.subjects.unwrap_or_default())?,
-        sessions: revoked_sessions(rr.sessions.unwrap_or_default())?,
-    })
+    Ok(RevokeConfig::new(
+        rr.not_before,
+        revoked_subjects(rr.subjects.unwrap_or_default())?,
+        revoked_sessions(rr.sessions.unwrap_or_default())?,
+    ))
 }
 
 fn revoked_subjects(
@@ -441,66 +436,22 @@ fn revoked_sessions(raw: Vec<String>) -> Result<Vec<u64>, ConfigError> {
     raw.iter()
         .enumerate()
         .map(|(i, s)| {
-            session_hash(s).map(u64::from_be_bytes).ok_or_else(|| {
+            session_hash(s).ok_or_else(|| {
                 ConfigError::new(
                     format!("revoke.sessions[{i}]"),
                     "must be a session hash: exactly 16 hex digits",
                 )
             })
         })
-        .collect::<Result<Vec<u64>, _>>()
-        .map(|mut v| {
-            heapsort(&mut v);
-            v
-        })
+        .collect()
 }
 
-/// Sorts in place, O(n log n). `sort_unstable` would add about 4 KiB of wasm for a list
-/// sorted once, at configuration time.
-pub(super) fn heapsort(v: &mut [u64]) {
-    for root in (0..v.len() / 2).rev() {
-        sift_down(v, root, v.len());
-    }
-    for end in (1..v.len()).rev() {
-        v.swap(0, end);
-        sift_down(v, 0, end);
-    }
-}
-
-/// Restores the max-heap below `root` within `v[..end]`.
-fn sift_down(v: &mut [u64], mut root: usize, end: usize) {
-    loop {
-        let mut child = 2 * root + 1;
-        if child >= end {
-            return;
-        }
-        if child + 1 < end && v.get(child) < v.get(child + 1) {
-            child += 1;
-        }
-        if v.get(root) >= v.get(child) {
-            return;
-        }
-        v.swap(root, child);
-        root = child;
-    }
-}
-
-/// 16 hex digits, either case, as 8 bytes.
-fn session_hash(s: &str) -> Option<[u8; 8]> {
-    let digits = s.as_bytes();
-    if digits.len() != 16 {
+/// 16 hex digits, either case (`from_str_radix` alone would also take a sign).
+fn session_hash(s: &str) -> Option<u64> {
+    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let mut out = [0u8; 8];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        let hex = |c: &u8| (*c as char).to_digit(16);
-        let (hi, lo) = match pair {
-            [h, l] => (hex(h)?, hex(l)?),
-            _ => return None,
-        };
-        *byte = u8::try_from(hi * 16 + lo).ok()?;
-    }
-    Some(out)
+    u64::from_str_radix(s, 16).ok()
 }
 
 fn detect(rd: RawDetect) -> Result<DetectConfig, ConfigError> {
