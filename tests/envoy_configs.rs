@@ -492,3 +492,46 @@ async fn refuses_same_site_none_without_secure() {
     );
     assert_refused(sidecar(&config), "cookie.same_site", &[]).await;
 }
+
+#[tokio::test]
+async fn refuses_a_revoked_session_that_is_not_a_session_hash() {
+    let config = format!(
+        r#"{{"keys":[{GOOD_KEY}],"revoke":{{"sessions":["0011223344556677","00112233"]}}}}"#
+    );
+    assert_refused(sidecar(&config), "revoke.sessions[1]", &[]).await;
+}
+
+#[tokio::test]
+async fn refuses_more_than_10000_revoked_sessions() {
+    let list: Vec<String> = (0..10_001).map(|i| format!("\"{i:016x}\"")).collect();
+    let config = format!(
+        r#"{{"keys":[{GOOD_KEY}],"revoke":{{"sessions":[{}]}}}}"#,
+        list.join(",")
+    );
+    assert_refused(
+        sidecar(&config),
+        "revoke.sessions: has 10001 entries; at most 10000",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn refuses_unknown_client_change_detection() {
+    let config = format!(r#"{{"keys":[{GOOD_KEY}],"detect":{{"client_change":"block"}}}}"#);
+    assert_refused(sidecar(&config), "detect.client_change", &[]).await;
+}
+
+#[tokio::test]
+async fn refuses_an_app_cookie_named_like_the_mesh_cookie() {
+    let config = format!(
+        r#"{{"keys":[{GOOD_KEY}],"cookie":{{"name":"mesh_sid"}},"app_cookies":{{"extra_names":["MESH_SID"]}}}}"#
+    );
+    assert_refused(sidecar(&config), "app_cookies.extra_names[0]", &[]).await;
+}
+
+#[tokio::test]
+async fn refuses_a_cookie_scope_with_spaces() {
+    let config = format!(r#"{{"keys":[{GOOD_KEY}],"cookie":{{"scope":"shop example"}}}}"#);
+    assert_refused(sidecar(&config), "cookie.scope", &[]).await;
+}

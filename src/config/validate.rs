@@ -1,0 +1,499 @@
+//! Validation: one function per section turns its raw fields into checked values with the
+//! contract's defaults, then [`cross_checks`] applies the rules that span sections.
+//! Every error names the field path and the problem, never the value.
+
+use super::json::{
+    RawAppCookies, RawConfig, RawCookie, RawDetect, RawKey, RawRevoke, RawSignal, RawUpstream,
+    RawUrl, SecondsByName,
+};
+use super::*;
+use base64::Engine as _;
+
+const MIN_SECRET_LEN: usize = 32;
+const MAX_KEY_ID_LEN: usize = 32;
+const MAX_KEYS: usize = 16;
+const MAX_NAME_LEN: usize = 128;
+const MAX_SCOPE_LEN: usize = 256;
+const MAX_APP_COOKIES: usize = 64;
+
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub(super) fn config(raw: RawConfig, env: Env) -> Result<Config, ConfigError> {
+    let mode = mode(raw.mode)?;
+    let keys = keys(raw.keys, env)?;
+    let mut rc = raw.cookie.unwrap_or_default();
+    let scope = scope(rc.scope.take())?;
+    let cookie = cookie(rc)?;
+    let config = Config {
+        mode,
+        keys,
+        url: url(raw.url.unwrap_or_default(), &cookie.name)?,
+        signal: signal(raw.signal.unwrap_or_default())?,
+        upstream: upstream(raw.upstream.unwrap_or_default())?,
+        scope,
+        app_cookies: app_cookies(raw.app_cookies.unwrap_or_default(), &cookie.name)?,
+        revoke: revoke(raw.revoke.unwrap_or_default())?,
+        detect: detect(raw.detect.unwrap_or_default())?,
+        cookie,
+    };
+    cross_checks(&config)?;
+    Ok(config)
+}
+
+/// Maps a string setting to one of `choices`; absent gives the first.
+fn choice<T: Copy>(
+    field: &str,
+    value: Option<&str>,
+    choices: &[(&str, T)],
+    problem: &str,
+) -> Result<T, ConfigError> {
+    let mut found = choices
+        .iter()
+        .filter(|(name, _)| value.is_none_or(|v| v == *name));
+    found
+        .next()
+        .map(|(_, t)| *t)
+        .ok_or_else(|| ConfigError::new(field, problem))
+}
+
+fn mode(raw: Option<String>) -> Result<Mode, ConfigError> {
+    choice(
+        "mode",
+        raw.as_deref(),
+        &[("enforce", Mode::Enforce), ("monitor", Mode::Monitor)],
+        "must be \"enforce\" or \"monitor\"",
+    )
+}
+
+fn keys(raw: Option<Vec<RawKey>>, env: Env) -> Result<Vec<Key>, ConfigError> {
+    let raw =
+        raw.ok_or_else(|| ConfigError::new("keys", "is required (at least one signing key)"))?;
+    if raw.is_empty() {
+        return Err(ConfigError::new(
+            "keys",
+            "must contain at least one key; the first signs, all verify",
+        ));
+    }
+    if raw.len() > MAX_KEYS {
+        return Err(ConfigError::new(
+            "keys",
+            format!("has {} keys; at most {MAX_KEYS} are allowed", raw.len()),
+        ));
+    }
+    let mut keys: Vec<Key> = Vec::with_capacity(raw.len());
+    for (i, rk) in raw.into_iter().enumerate() {
+        let key = key(i, rk, env)?;
+        if keys.iter().any(|k| k.id == key.id) {
+            return Err(ConfigError::new(
+                format!("keys[{i}].id"),
+                format!("duplicate key id \"{}\"; key ids must be unique", key.id),
+            ));
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+fn key(i: usize, rk: RawKey, env: Env) -> Result<Key, ConfigError> {
+    let id = rk
+        .id
+        .ok_or_else(|| ConfigError::new(format!("keys[{i}].id"), "is required"))?;
+    if id.is_empty()
+        || id.len() > MAX_KEY_ID_LEN
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ConfigError::new(
+            format!("keys[{i}].id"),
+            format!("must be 1 to {MAX_KEY_ID_LEN} characters of A-Z, a-z, 0-9, '-' or '_'"),
+        ));
+    }
+    let (field, encoded) = key_material(i, rk.secret, rk.secret_env, env)?;
+    let bytes = decode_secret(encoded.trim()).ok_or_else(|| {
+        ConfigError::new(field.clone(), "is not valid base64 (standard or URL-safe)")
+    })?;
+    if bytes.len() < MIN_SECRET_LEN {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "decodes to {} bytes; at least {MIN_SECRET_LEN} are required",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(Key::new(id, Secret::new(bytes)))
+}
+
+/// The base64 secret of key `i` and the field it came from.
+fn key_material(
+    i: usize,
+    secret: Option<String>,
+    secret_env: Option<String>,
+    env: Env,
+) -> Result<(String, String), ConfigError> {
+    match (secret, secret_env) {
+        (Some(s), None) => Ok((format!("keys[{i}].secret"), s)),
+        (None, Some(var)) => {
+            let field = format!("keys[{i}].secret_env");
+            match env(&var) {
+                Some(v) if !v.trim().is_empty() => Ok((field, v)),
+                _ => Err(ConfigError::new(
+                    field,
+                    format!(
+                        "environment variable \"{var}\" is not set in the VM \
+                         (Envoy vm_config.environment_variables, Istio vmConfig.env)"
+                    ),
+                )),
+            }
+        }
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            format!("keys[{i}]"),
+            "give either `secret` or `secret_env`, not both",
+        )),
+        (None, None) => Err(ConfigError::new(
+            format!("keys[{i}]"),
+            "needs `secret` (base64) or `secret_env` (an environment variable name)",
+        )),
+    }
+}
+
+/// Accepts standard or URL-safe alphabets, padded or not. Decoder errors are discarded
+/// because they quote the offending byte of the secret.
+fn decode_secret(s: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(s).ok())
+}
+
+fn cookie(rc: RawCookie) -> Result<CookieConfig, ConfigError> {
+    let name = rc.name.unwrap_or_else(|| "__Host-session".to_string());
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
+        return Err(ConfigError::new(
+            "cookie.name",
+            "must be a non-empty cookie name of token characters (RFC 6265)",
+        ));
+    }
+    let same_site = match rc.same_site.as_deref() {
+        None => SameSite::Lax,
+        Some(s) if s.eq_ignore_ascii_case("lax") => SameSite::Lax,
+        Some(s) if s.eq_ignore_ascii_case("strict") => SameSite::Strict,
+        Some(s) if s.eq_ignore_ascii_case("none") => SameSite::None,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "cookie.same_site",
+                "must be \"Strict\", \"Lax\" or \"None\"",
+            ))
+        }
+    };
+    let secure = rc.secure.unwrap_or(true);
+    if !secure && same_site == SameSite::None {
+        return Err(ConfigError::new(
+            "cookie.same_site",
+            "\"None\" requires a Secure cookie (cookie.secure must be true)",
+        ));
+    }
+    if !secure && (name.starts_with("__Host-") || name.starts_with("__Secure-")) {
+        return Err(ConfigError::new(
+            "cookie.secure",
+            "must be true for a cookie name with the __Host- or __Secure- prefix",
+        ));
+    }
+    let (max_age_s, idle_timeout_s) = lifetimes(rc.max_age_s, rc.idle_timeout_s)?;
+    Ok(CookieConfig {
+        name,
+        same_site,
+        secure,
+        max_age_s,
+        idle_timeout_s,
+        anonymous: rc.anonymous.unwrap_or(true),
+    })
+}
+
+fn lifetimes(max_age_s: Option<u64>, idle_s: Option<u64>) -> Result<(u64, u64), ConfigError> {
+    let max_age_s = max_age_s.unwrap_or(43_200);
+    if max_age_s == 0 || max_age_s > 400 * 86_400 {
+        return Err(ConfigError::new(
+            "cookie.max_age_s",
+            "must be between 1 and 34560000 (400 days)",
+        ));
+    }
+    let idle_timeout_s = idle_s.unwrap_or(1_800);
+    if idle_timeout_s == 0 || idle_timeout_s > max_age_s {
+        return Err(ConfigError::new(
+            "cookie.idle_timeout_s",
+            "must be between 1 and cookie.max_age_s",
+        ));
+    }
+    Ok((max_age_s, idle_timeout_s))
+}
+
+fn scope(raw: Option<String>) -> Result<Scope, ConfigError> {
+    match raw.as_deref() {
+        None | Some("host") => Ok(Scope::Host),
+        Some("") => Ok(Scope::None),
+        Some(s) if s.len() <= MAX_SCOPE_LEN && s.bytes().all(is_printable) => {
+            Ok(Scope::Fixed(s.to_string()))
+        }
+        Some(_) => Err(ConfigError::new(
+            "cookie.scope",
+            "must be \"host\", \"\" or 1 to 256 printable ASCII characters without spaces",
+        )),
+    }
+}
+
+fn url(ru: RawUrl, cookie_name: &str) -> Result<UrlConfig, ConfigError> {
+    let mut params: Vec<String> = match ru.params {
+        Some(p) => names("url.params", p)?,
+        None => DEFAULT_URL_PARAMS.iter().map(|s| s.to_string()).collect(),
+    };
+    if let Some(extra) = ru.extra_params {
+        params.extend(names("url.extra_params", extra)?);
+    }
+    // The mesh cookie's own name never belongs in a URL, whatever the list says.
+    params.push(cookie_name.to_ascii_lowercase());
+    let action = choice(
+        "url.action",
+        ru.action.as_deref(),
+        &[
+            ("strip", UrlAction::Strip),
+            ("redirect", UrlAction::Redirect),
+            ("reject", UrlAction::Reject),
+        ],
+        "must be \"strip\", \"redirect\" or \"reject\"",
+    )?;
+    Ok(UrlConfig {
+        params: dedup(params),
+        action,
+        query_semicolon: ru.query_semicolon.unwrap_or(true),
+    })
+}
+
+/// Keeps the first occurrence of each name (a hand-rolled dedup: sorting pulls in several
+/// KiB of code for a list of a dozen names).
+fn dedup(names: Vec<String>) -> Vec<String> {
+    let mut unique: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        if !unique.contains(&n) {
+            unique.push(n);
+        }
+    }
+    unique
+}
+
+/// Parameter names: printable ASCII, lowercased for case-insensitive comparison.
+fn names(field: &str, names: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    checked_names(field, names, is_printable, "printable ASCII")
+}
+
+/// Printable ASCII without space.
+fn is_printable(b: u8) -> bool {
+    (0x21..0x7f).contains(&b)
+}
+
+/// Names of at most [`MAX_NAME_LEN`] bytes, each accepted by `byte_ok`, lowercased.
+fn checked_names(
+    field: &str,
+    names: Vec<String>,
+    byte_ok: fn(u8) -> bool,
+    what: &str,
+) -> Result<Vec<String>, ConfigError> {
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| {
+            if n.is_empty() || n.len() > MAX_NAME_LEN || !n.bytes().all(byte_ok) {
+                Err(ConfigError::new(
+                    format!("{field}[{i}]"),
+                    format!("must be 1 to {MAX_NAME_LEN} {what} characters"),
+                ))
+            } else {
+                Ok(n.to_ascii_lowercase())
+            }
+        })
+        .collect()
+}
+
+fn signal(rs: RawSignal) -> Result<SignalConfig, ConfigError> {
+    let trusted_clusters = rs.trusted_clusters.unwrap_or_default();
+    if let Some(i) = trusted_clusters.iter().position(|c| c.is_empty()) {
+        return Err(ConfigError::new(
+            format!("signal.trusted_clusters[{i}]"),
+            "must not be empty",
+        ));
+    }
+    Ok(SignalConfig {
+        header: header_name("signal.header", rs.header, "x-session-guard")?,
+        subject_header: header_name(
+            "signal.subject_header",
+            rs.subject_header,
+            "x-session-guard-subject",
+        )?,
+        trusted_clusters,
+    })
+}
+
+fn upstream(rp: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+    Ok(UpstreamConfig {
+        session_header: header_name("upstream.session_header", rp.session_header, "x-session-id")?,
+        subject_header: header_name(
+            "upstream.subject_header",
+            rp.subject_header,
+            "x-session-subject",
+        )?,
+        next_session_header: header_name(
+            "upstream.next_session_header",
+            rp.next_session_header,
+            "x-session-id-next",
+        )?,
+    })
+}
+
+fn header_name(field: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let v = value.unwrap_or_else(|| default.to_string());
+    if v.is_empty() || !v.bytes().all(is_token_byte) {
+        return Err(ConfigError::new(
+            field,
+            "must be a non-empty HTTP header name (token characters)",
+        ));
+    }
+    Ok(v.to_ascii_lowercase())
+}
+
+/// `app_cookies.names` (or the defaults) then `extra_names`, lowercased and deduplicated.
+/// The mesh cookie is never an app cookie: naming it is refused, and the defaults skip it.
+fn app_cookies(ra: RawAppCookies, mesh_cookie: &str) -> Result<AppCookiesConfig, ConfigError> {
+    let mesh = mesh_cookie.to_ascii_lowercase();
+    let mut all = match ra.names {
+        Some(n) => app_cookie_names("app_cookies.names", n, &mesh)?,
+        None => DEFAULT_APP_COOKIES
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .filter(|s| *s != mesh)
+            .collect(),
+    };
+    if let Some(extra) = ra.extra_names {
+        all.extend(app_cookie_names("app_cookies.extra_names", extra, &mesh)?);
+    }
+    Ok(AppCookiesConfig {
+        names: dedup(all),
+        adopt_until: ra.adopt_until,
+    })
+}
+
+fn app_cookie_names(field: &str, raw: Vec<String>, mesh: &str) -> Result<Vec<String>, ConfigError> {
+    if raw.len() > MAX_APP_COOKIES {
+        return Err(too_many(field, raw.len(), MAX_APP_COOKIES));
+    }
+    let names = checked_names(field, raw, is_token_byte, "cookie-name token")?;
+    if let Some(i) = names.iter().position(|n| n == mesh) {
+        return Err(ConfigError::new(
+            format!("{field}[{i}]"),
+            "must not be the mesh session cookie (cookie.name)",
+        ));
+    }
+    Ok(names)
+}
+
+fn too_many(field: &str, n: usize, max: usize) -> ConfigError {
+    ConfigError::new(field, format!("has {n} entries; at most {max} are allowed"))
+}
+
+fn revoke(rr: RawRevoke) -> Result<RevokeConfig, ConfigError> {
+    Ok(RevokeConfig::new(
+        rr.not_before,
+        revoked_subjects(rr.subjects.unwrap_or_default())?,
+        revoked_sessions(rr.sessions.unwrap_or_default())?,
+    ))
+}
+
+fn revoked_subjects(
+    raw: SecondsByName,
+) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+    let field = "revoke.subjects";
+    if raw.0.len() > MAX_REVOKED {
+        return Err(too_many(field, raw.0.len(), MAX_REVOKED));
+    }
+    // Same rule as a signalled subject (printable ASCII, spaces allowed). The error never
+    // names the subject: it may be personal data, and this one is not printable.
+    let bad = |s: &str| {
+        s.is_empty() || s.len() > MAX_SUBJECT_LEN || !s.bytes().all(|b| (0x20..0x7f).contains(&b))
+    };
+    if raw.0.keys().any(|s| bad(s)) {
+        return Err(ConfigError::new(
+            field,
+            format!("every subject must be 1 to {MAX_SUBJECT_LEN} printable ASCII characters"),
+        ));
+    }
+    Ok(raw.0)
+}
+
+fn revoked_sessions(raw: Vec<String>) -> Result<Vec<u64>, ConfigError> {
+    if raw.len() > MAX_REVOKED {
+        return Err(too_many("revoke.sessions", raw.len(), MAX_REVOKED));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            session_hash(s).ok_or_else(|| {
+                ConfigError::new(
+                    format!("revoke.sessions[{i}]"),
+                    "must be a session hash: exactly 16 hex digits",
+                )
+            })
+        })
+        .collect()
+}
+
+/// 16 hex digits, either case (`from_str_radix` alone would also take a sign).
+fn session_hash(s: &str) -> Option<u64> {
+    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
+fn detect(rd: RawDetect) -> Result<DetectConfig, ConfigError> {
+    let client_change = choice(
+        "detect.client_change",
+        rd.client_change.as_deref(),
+        &[
+            ("count", ClientChange::Count),
+            ("end", ClientChange::End),
+            ("off", ClientChange::Off),
+        ],
+        "must be \"count\", \"end\" or \"off\"",
+    )?;
+    Ok(DetectConfig { client_change })
+}
+
+/// Rules that span fields: headers that would collide on the wire.
+fn cross_checks(c: &Config) -> Result<(), ConfigError> {
+    let names = [
+        ("upstream.session_header", &c.upstream.session_header),
+        ("upstream.subject_header", &c.upstream.subject_header),
+        (
+            "upstream.next_session_header",
+            &c.upstream.next_session_header,
+        ),
+    ];
+    for (i, (field, a)) in names.iter().enumerate() {
+        if names.iter().skip(i + 1).any(|(_, b)| a == b) {
+            return Err(ConfigError::new(
+                *field,
+                "must differ from the other upstream headers",
+            ));
+        }
+        if matches!(a.as_str(), "cookie" | "host" | "referer" | "authorization") {
+            return Err(ConfigError::new(*field, "must not name a standard header"));
+        }
+    }
+    if c.signal.header == c.signal.subject_header {
+        return Err(ConfigError::new(
+            "signal.subject_header",
+            "must differ from signal.header",
+        ));
+    }
+    Ok(())
+}
