@@ -27,7 +27,7 @@ pub struct FakeHost {
     pub replies: RefCell<Vec<(u32, Vec<(String, String)>, Vec<u8>)>>,
     pub counters: RefCell<Vec<(String, i64)>>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
-    draws: Cell<u8>,
+    pub draws: Cell<u8>,
 }
 
 impl FakeHost {
