@@ -265,7 +265,10 @@ pub fn send_local_response(status: u32, headers: &[(&str, String)], body: &[u8])
 /// own logger does): without it, the VM would abort without a word in Envoy's log.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let message = info.to_string();
+        // The message and where, without `PanicHookInfo`'s Display (kilobytes of wasm).
+        let (file, line) = info.location().map_or(("-", 0), |l| (l.file(), l.line()));
+        let what = info.payload_as_str().unwrap_or("-");
+        let message = format!("panicked at {file}:{line}: {what}");
         // SAFETY: the message outlives the call.
         let _ = unsafe { proxy_log(LogLevel::Critical, message.as_ptr(), message.len()) };
     }));
