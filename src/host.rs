@@ -267,7 +267,11 @@ pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         // The message and where, without `PanicHookInfo`'s Display (kilobytes of wasm).
         let (file, line) = info.location().map_or(("-", 0), |l| (l.file(), l.line()));
-        let what = info.payload_as_str().unwrap_or("-");
+        let payload = info.payload();
+        let what = match payload.downcast_ref::<&str>() {
+            Some(s) => s,
+            None => payload.downcast_ref::<String>().map_or("-", String::as_str),
+        };
         let message = format!("panicked at {file}:{line}: {what}");
         // SAFETY: the message outlives the call.
         let _ = unsafe { proxy_log(LogLevel::Critical, message.as_ptr(), message.len()) };

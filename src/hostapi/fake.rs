@@ -6,6 +6,9 @@ use crate::wire::Header;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 
+/// A local reply sent: status, headers, body.
+pub type Reply = (u32, Vec<(String, String)>, Vec<u8>);
+
 #[derive(Debug, Default)]
 pub struct FakeHost {
     pub request: RefCell<Vec<Header>>,
@@ -24,7 +27,7 @@ pub struct FakeHost {
     pub no_random: bool,
     /// What the filter did.
     pub writes: Cell<usize>,
-    pub replies: RefCell<Vec<(u32, Vec<(String, String)>, Vec<u8>)>>,
+    pub replies: RefCell<Vec<Reply>>,
     pub counters: RefCell<Vec<(String, i64)>>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     pub draws: Cell<u8>,
