@@ -6,6 +6,7 @@
 //! Memory the host returns was allocated through the SDK's exported
 //! `proxy_on_memory_allocate` (the global allocator), so it is owned with `Vec::from_raw_parts`.
 
+use crate::hostapi::{Host, HostError, LogLevel as HostLevel, Map};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 use std::ptr::null_mut;
 
@@ -258,4 +259,83 @@ pub fn send_local_response(status: u32, headers: &[(&str, String)], body: &[u8])
         )
     };
     status == Status::Ok
+}
+
+/// Logs a panic, should one ever happen, at critical level through the host (as the SDK's
+/// own logger does): without it, the VM would abort without a word in Envoy's log.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        // The message and where, without `PanicHookInfo`'s Display (kilobytes of wasm).
+        let (file, line) = info.location().map_or(("-", 0), |l| (l.file(), l.line()));
+        let payload = info.payload();
+        let what = match payload.downcast_ref::<&str>() {
+            Some(s) => s,
+            None => payload.downcast_ref::<String>().map_or("-", String::as_str),
+        };
+        let message = format!("panicked at {file}:{line}: {what}");
+        // SAFETY: the message outlives the call.
+        let _ = unsafe { proxy_log(LogLevel::Critical, message.as_ptr(), message.len()) };
+    }));
+}
+
+/// [`Host`] on the Proxy-Wasm ABI: the functions above.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WasmHost;
+
+fn map_type(map: Map) -> MapType {
+    match map {
+        Map::Request => MapType::HttpRequestHeaders,
+        Map::Response => MapType::HttpResponseHeaders,
+    }
+}
+
+fn log_level(level: HostLevel) -> log::Level {
+    match level {
+        HostLevel::Debug => log::Level::Debug,
+        HostLevel::Info => log::Level::Info,
+        HostLevel::Warn => log::Level::Warn,
+        HostLevel::Error => log::Level::Error,
+    }
+}
+
+impl Host for WasmHost {
+    fn header_map(&self, map: Map) -> Result<Vec<Header>, HostError> {
+        header_map(map_type(map)).map_err(|_| HostError)
+    }
+    fn replace_header(&self, map: Map, name: &str, value: &[u8]) -> Result<(), HostError> {
+        replace_header(map_type(map), name, value).map_err(|_| HostError)
+    }
+    fn add_header(&self, map: Map, name: &str, value: &[u8]) -> Result<(), HostError> {
+        add_header(map_type(map), name, value).map_err(|_| HostError)
+    }
+    fn remove_header(&self, map: Map, name: &str) -> Result<(), HostError> {
+        remove_header(map_type(map), name).map_err(|_| HostError)
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        property(path)
+    }
+    fn plugin_configuration(&self) -> Result<Vec<u8>, HostError> {
+        plugin_configuration().map_err(|_| HostError)
+    }
+    fn now_s(&self) -> u64 {
+        now_s()
+    }
+    fn random_bytes(&self, buf: &mut [u8]) -> bool {
+        getrandom::getrandom(buf).is_ok()
+    }
+    fn send_local_response(&self, status: u32, headers: &[(&str, String)], body: &[u8]) -> bool {
+        send_local_response(status, headers, body)
+    }
+    fn define_counter(&self, name: &str) -> Option<u32> {
+        define_counter(name)
+    }
+    fn increment_counter(&self, id: u32, by: i64) -> Result<(), HostError> {
+        increment(id, by).map_err(|_| HostError)
+    }
+    fn log_enabled(&self, level: HostLevel) -> bool {
+        log::log_enabled!(log_level(level))
+    }
+    fn log(&self, level: HostLevel, msg: std::fmt::Arguments<'_>) {
+        log::log!(log_level(level), "{msg}");
+    }
 }

@@ -1,10 +1,14 @@
 //! session-guard: a Proxy-Wasm filter that ends session fixation at the mesh.
 //!
-//! `filter` is the only module that talks to the host; everything else is pure logic,
-//! unit-tested natively.
+//! `policy` decides (pure functions of headers); `filter` reads and writes headers through
+//! the `hostapi::Host` trait and runs natively in tests against an in-memory host. Only
+//! `glue` (the Proxy-Wasm contexts) and `host` (the ABI calls) are wasm-only. One crate on
+//! purpose: the seam is a trait, not a crate boundary.
 
 pub mod config;
 pub mod cookies;
+pub mod filter;
+pub mod hostapi;
 pub mod metrics;
 pub mod policy;
 pub mod set_cookie;
@@ -13,11 +17,11 @@ pub mod url;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
-mod filter;
+mod glue;
 #[cfg(target_arch = "wasm32")]
 mod host;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    filter::start();
+    glue::start();
 }}

@@ -1,0 +1,354 @@
+//! The filter on top of a [`Host`]: read headers once, ask `policy`, write the edits, count,
+//! log. Generic over the host, so it runs natively against `hostapi::fake::FakeHost`; the
+//! Proxy-Wasm contexts (`glue.rs`) only forward Envoy's callbacks here.
+//!
+//! Every host call may fail (`host.rs` returns errors where the SDK would panic): a failure
+//! is counted as `internal_error` and the request continues.
+
+use crate::config::{self, Config, Mode};
+use crate::hostapi::{Host, LogLevel, Map};
+use crate::metrics::Counter;
+use crate::policy::{
+    self, Level, Pending, Record, RequestEdits, RequestOutcome, RequestView, ResponseEdits,
+    ResponseView, SetCookies,
+};
+use crate::wire::Header;
+use std::borrow::Cow;
+use std::rc::Rc;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The property naming the upstream cluster of the route.
+const CLUSTER: &[&str] = &["xds", "cluster_name"];
+
+/// What Envoy should do with the stream after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// A local reply was sent.
+    Pause,
+}
+
+/// Metric ids by `Counter::index`; `None` where the host refused to define one.
+#[derive(Debug, Default)]
+pub struct Metrics(Vec<Option<u32>>);
+
+impl Metrics {
+    fn define<H: Host>(host: &H) -> Self {
+        Metrics(
+            Counter::ALL
+                .iter()
+                .map(|c| host.define_counter(c.name()))
+                .collect(),
+        )
+    }
+
+    fn add<H: Host>(&self, host: &H, c: Counter, n: u64) {
+        if let Some(Some(id)) = self.0.get(c.index()) {
+            let _ = host.increment_counter(*id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// The plugin: its configuration and counters, shared by its streams.
+#[derive(Debug, Default)]
+pub struct Root {
+    config: Option<Rc<Config>>,
+    metrics: Rc<Metrics>,
+}
+
+impl Root {
+    /// Reads and checks the configuration; `false` makes Envoy refuse the plugin. `env` reads
+    /// the VM's environment (`secret_env`).
+    pub fn configure<H: Host>(&mut self, host: &H, env: &dyn Fn(&str) -> Option<String>) -> bool {
+        let bytes = host.plugin_configuration().unwrap_or_default();
+        let cfg = match config::parse(&bytes, env) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                let msg = format_args!("session_guard: invalid configuration: {e}");
+                host.log(LogLevel::Error, msg);
+                return false;
+            }
+        };
+        if self.metrics.0.is_empty() {
+            self.metrics = Rc::new(Metrics::define(host));
+        }
+        let ids = cfg.key_ids();
+        host.log(
+            LogLevel::Info,
+            format_args!(
+                "session_guard {VERSION}: configured mode={} keys=[{}] (signing: {}) cookie={} url.action={} trusted_clusters=[{}]",
+                match cfg.mode {
+                    Mode::Enforce => "enforce",
+                    Mode::Monitor => "monitor",
+                },
+                ids.join(","),
+                ids.first().copied().unwrap_or("-"),
+                cfg.cookie.name,
+                match cfg.url.action {
+                    config::UrlAction::Strip => "strip",
+                    config::UrlAction::Redirect => "redirect",
+                    config::UrlAction::Reject => "reject",
+                },
+                cfg.signal.trusted_clusters.join(","),
+            ),
+        );
+        self.config = Some(Rc::new(cfg));
+        true
+    }
+
+    pub fn stream(&self) -> Stream {
+        Stream {
+            config: self.config.clone(),
+            metrics: Rc::clone(&self.metrics),
+            pending: None,
+        }
+    }
+}
+
+/// One HTTP stream.
+#[derive(Debug)]
+pub struct Stream {
+    /// `None` only if Envoy created a stream despite a refused configuration: pass through.
+    config: Option<Rc<Config>>,
+    metrics: Rc<Metrics>,
+    pending: Option<Pending>,
+}
+
+fn random_id<H: Host>(host: &H) -> Option<[u8; crate::token::ID_LEN]> {
+    let mut b = [0u8; crate::token::ID_LEN];
+    host.random_bytes(&mut b).then_some(b)
+}
+
+impl Stream {
+    pub fn on_request_headers<H: Host>(&mut self, host: &H) -> Flow {
+        let Some(cfg) = self.config.clone() else {
+            return Flow::Continue;
+        };
+        let Ok(headers) = host.header_map(Map::Request) else {
+            self.fail(host, "read request headers");
+            return Flow::Continue;
+        };
+        let debug = host.log_enabled(LogLevel::Debug);
+        let view = request_view(&cfg, &headers, debug, host.now_s());
+        let mut rng = || random_id(host);
+        let decision = policy::decide_request(&cfg, &view, &mut rng);
+        self.record(host, decision.record);
+        // Monitor mode decides, counts and logs everything, and writes nothing.
+        let monitor = cfg.mode == Mode::Monitor;
+        let mut pending = decision.pending;
+        match decision.outcome {
+            RequestOutcome::Reply(r) if !monitor => {
+                self.pending = None;
+                if host.send_local_response(r.status, &r.headers, r.body) {
+                    return Flow::Pause;
+                }
+                self.fail(host, "send local response");
+                return Flow::Continue;
+            }
+            RequestOutcome::Reply(_) => {}
+            RequestOutcome::Forward(e) if !monitor => self.apply_request(host, &e),
+            RequestOutcome::Forward(_) => {}
+        }
+        let mut rec = Record::default();
+        let routed = || host.property(CLUSTER);
+        let next = policy::trust_on_request(&cfg, &mut pending, routed, &mut rec, &mut rng);
+        self.record(host, rec);
+        if let (Some((name, value)), false) = (next, monitor) {
+            if host
+                .replace_header(Map::Request, &name, value.as_bytes())
+                .is_err()
+            {
+                self.fail(host, "request header edit");
+            }
+        }
+        self.pending = Some(pending);
+        Flow::Continue
+    }
+
+    pub fn on_response_headers<H: Host>(&mut self, host: &H) -> Flow {
+        let (Some(cfg), Some(mut pending)) = (self.config.clone(), self.pending.take()) else {
+            return Flow::Continue;
+        };
+        let Ok(headers) = host.header_map(Map::Response) else {
+            self.fail(host, "read response headers");
+            return Flow::Continue;
+        };
+        let debug = host.log_enabled(LogLevel::Debug);
+        let view = response_view(&cfg, &headers, debug, pending.now);
+        let mut rec = Record::default();
+        let answering = || host.property(CLUSTER);
+        let signalled = !view.signals.is_empty();
+        let mut rng = || random_id(host);
+        policy::trust_on_response(&cfg, &mut pending, signalled, answering, &mut rec, &mut rng);
+        self.record(host, rec);
+        let decision = policy::decide_response(&cfg, &pending, &view);
+        self.record(host, decision.record);
+        if cfg.mode == Mode::Enforce {
+            self.apply_response(host, &decision.edits);
+        }
+        Flow::Continue
+    }
+
+    fn record<H: Host>(&self, host: &H, rec: Record) {
+        for (c, n) in rec.counters {
+            self.metrics.add(host, c, n);
+        }
+        for (level, msg) in rec.logs {
+            let level = match level {
+                Level::Info => LogLevel::Info,
+                Level::Debug => LogLevel::Debug,
+            };
+            host.log(level, format_args!("{msg}"));
+        }
+    }
+
+    fn fail<H: Host>(&self, host: &H, what: &str) {
+        self.metrics.add(host, Counter::InternalError, 1);
+        let msg = format_args!("session_guard: host call failed: {what}");
+        host.log(LogLevel::Warn, msg);
+    }
+
+    fn apply_request<H: Host>(&self, host: &H, e: &RequestEdits) {
+        let t = Map::Request;
+        let mut ok = true;
+        if let Some(p) = &e.path {
+            ok &= host.replace_header(t, ":path", p).is_ok();
+        }
+        if let Some(r) = &e.referer {
+            ok &= host.replace_header(t, "referer", r).is_ok();
+        }
+        if let Some(list) = &e.cookies {
+            match list.as_slice() {
+                [] => ok &= host.remove_header(t, "cookie").is_ok(),
+                [one] => ok &= host.replace_header(t, "cookie", one).is_ok(),
+                several => {
+                    ok &= host.remove_header(t, "cookie").is_ok();
+                    for v in several {
+                        ok &= host.add_header(t, "cookie", v).is_ok();
+                    }
+                }
+            }
+        }
+        for name in &e.remove {
+            ok &= host.remove_header(t, name).is_ok();
+        }
+        for (name, value) in &e.set {
+            ok &= host.replace_header(t, name, value.as_bytes()).is_ok();
+        }
+        if !ok {
+            self.fail(host, "request header edit");
+        }
+    }
+
+    fn apply_response<H: Host>(&self, host: &H, e: &ResponseEdits) {
+        let t = Map::Response;
+        let mut ok = true;
+        for name in &e.remove {
+            ok &= host.remove_header(t, name).is_ok();
+        }
+        match &e.set_cookies {
+            SetCookies::Unchanged => {}
+            SetCookies::Append(c) => {
+                ok &= host.add_header(t, "set-cookie", c.as_bytes()).is_ok();
+            }
+            SetCookies::Replace(list) => {
+                ok &= host.remove_header(t, "set-cookie").is_ok();
+                for v in list {
+                    ok &= host.add_header(t, "set-cookie", v).is_ok();
+                }
+            }
+        }
+        if let Some(cc) = &e.cache_control {
+            ok &= host.replace_header(t, "cache-control", cc).is_ok();
+        }
+        if !ok {
+            self.fail(host, "response header edit");
+        }
+    }
+}
+
+/// Header names equal once `_` and `-` are treated alike (names arrive lowercase).
+fn same_header_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| x == y || (matches!(x, b'_' | b'-') && matches!(y, b'_' | b'-')))
+}
+
+/// The request as `policy` sees it, from one read of the header map.
+fn request_view<'a>(cfg: &Config, headers: &'a [Header], debug: bool, now: u64) -> RequestView<'a> {
+    let mut view = RequestView {
+        debug_logs: debug,
+        now,
+        ..Default::default()
+    };
+    for (name, value) in headers {
+        match name.as_str() {
+            ":method" => view.method = value,
+            ":path" => view.path = Some(value),
+            "referer" => view.referer = Some(value),
+            "cookie" => view.cookies.push(value),
+            "x-request-id" => view.request_id = Some(value),
+            n => {
+                // `x_session_subject` counts too: some CGI/WSGI/Rack stacks map `_` and `-`
+                // to the same variable, so an underscore twin would reach the app as ours.
+                let ours = [
+                    &cfg.upstream.session_header,
+                    &cfg.upstream.subject_header,
+                    &cfg.upstream.next_session_header,
+                ]
+                .iter()
+                .any(|o| same_header_name(n, o));
+                if ours && !view.spoofed.contains(&n) {
+                    view.spoofed.push(n);
+                }
+            }
+        }
+    }
+    view
+}
+
+/// The response as `policy` sees it; `now` is the request's clock reading.
+fn response_view<'a>(
+    cfg: &Config,
+    headers: &'a [Header],
+    debug: bool,
+    now: u64,
+) -> ResponseView<'a> {
+    let mut view = ResponseView {
+        debug_logs: debug,
+        now,
+        ..Default::default()
+    };
+    for (name, value) in headers {
+        let n = name.as_str();
+        if n == "set-cookie" {
+            view.set_cookies.push(value);
+        } else if n == "cache-control" {
+            view.cache_control = Some(match view.cache_control.take() {
+                None => Cow::Borrowed(value.as_slice()),
+                Some(prev) => {
+                    let mut joined = prev.into_owned();
+                    joined.extend_from_slice(b", ");
+                    joined.extend_from_slice(value);
+                    Cow::Owned(joined)
+                }
+            });
+        } else if n == cfg.signal.header {
+            view.signals.push(value);
+        } else if n == cfg.signal.subject_header {
+            view.subjects.push(value);
+        }
+    }
+    view
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests;

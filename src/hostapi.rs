@@ -1,0 +1,52 @@
+//! The seam between the filter and its host: everything the filter asks of Envoy. `host.rs`
+//! implements it on the Proxy-Wasm ABI (wasm only); [`fake::FakeHost`] in memory, so that
+//! the filter's logic runs and is tested natively. The filter is generic over `H: Host`
+//! (static dispatch: one implementation in the wasm, no vtables).
+
+use crate::wire::Header;
+use std::fmt;
+
+/// Which header map a call concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Map {
+    Request,
+    Response,
+}
+
+/// A host call that did not succeed; the caller counts it and carries on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+pub trait Host {
+    /// Every header of the map, in order (names lowercase, values raw bytes).
+    fn header_map(&self, map: Map) -> Result<Vec<Header>, HostError>;
+    fn replace_header(&self, map: Map, name: &str, value: &[u8]) -> Result<(), HostError>;
+    fn add_header(&self, map: Map, name: &str, value: &[u8]) -> Result<(), HostError>;
+    fn remove_header(&self, map: Map, name: &str) -> Result<(), HostError>;
+    /// A property such as `["xds", "cluster_name"]`; `None` when absent or on any error.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// The filter's configuration bytes (empty when none was given).
+    fn plugin_configuration(&self) -> Result<Vec<u8>, HostError>;
+    /// Seconds since the Unix epoch; 0 if the clock is unavailable.
+    fn now_s(&self) -> u64;
+    /// Fills `buf` from a CSPRNG; `false` when randomness is unavailable.
+    fn random_bytes(&self, buf: &mut [u8]) -> bool;
+    /// Answers the request locally; `false` if the host refused.
+    fn send_local_response(&self, status: u32, headers: &[(&str, String)], body: &[u8]) -> bool;
+    fn define_counter(&self, name: &str) -> Option<u32>;
+    fn increment_counter(&self, id: u32, by: i64) -> Result<(), HostError>;
+    /// Whether a line at `level` would be printed (lines that would not are never built).
+    fn log_enabled(&self, level: LogLevel) -> bool;
+    fn log(&self, level: LogLevel, msg: fmt::Arguments<'_>);
+}
+
+#[cfg(test)]
+pub mod fake;

@@ -1,0 +1,180 @@
+//! Decisions, from a snapshot of headers to a list of edits. No host calls here: the
+//! `filter` module reads headers once, asks this module, and writes the edits.
+//!
+//! The security order is written once, as a list of named steps, in
+//! [`decide_request`] (`request.rs`) and [`decide_response`] (`response.rs`); each step is a
+//! plain function tested on its own. The mesh cookie's validation is `session.rs`, the
+//! trusted-cluster rule `trust.rs`, counting and logging `record.rs`.
+
+mod record;
+mod request;
+mod response;
+mod session;
+mod trust;
+
+pub use record::{Level, Record};
+pub use request::{
+    cookie_header_without_mesh_cookie, decide_request, grant_signal, mint, scrub_referer,
+    strip_spoofed, upstream_headers, url_defense, UrlStep,
+};
+pub use response::{
+    apply_signal, cache_headers, decide_response, harden_upstream_cookies, mesh_set_cookie,
+    parse_signal, signal_headers, trust_signal, MeshCookie, Signal,
+};
+pub use session::{adopt_session, verify_mesh_cookie, CookieCheck};
+pub use trust::{cluster_trusted, trust_on_request, trust_on_response};
+
+use crate::config::Config;
+use crate::metrics::Counter;
+use crate::token::{self, Invalid, Session, SessionId};
+
+/// What a request looks like to the filter: borrowed header values, read once.
+#[derive(Debug, Default)]
+pub struct RequestView<'a> {
+    /// Build debug log lines (see [`Record::debug`]).
+    pub debug_logs: bool,
+    pub method: &'a [u8],
+    pub path: Option<&'a [u8]>,
+    pub referer: Option<&'a [u8]>,
+    pub cookies: Vec<&'a [u8]>,
+    /// Names of the mesh's upstream headers that the client sent itself.
+    pub spoofed: Vec<&'a str>,
+    /// Envoy's `x-request-id`, for log lines.
+    pub request_id: Option<&'a [u8]>,
+    pub now: u64,
+}
+
+/// A local response instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: &'static [u8],
+}
+
+/// Header edits on a forwarded request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequestEdits {
+    pub path: Option<Vec<u8>>,
+    pub referer: Option<Vec<u8>>,
+    /// `Some(list)`: the Cookie headers become exactly `list` (empty: no Cookie header).
+    pub cookies: Option<Vec<Vec<u8>>>,
+    pub remove: Vec<String>,
+    pub set: Vec<(String, String)>,
+}
+
+/// Why the response must carry the mesh cookie, decided on the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issue {
+    None,
+    Minted,
+    Reissued,
+}
+
+/// What the response phase needs to know about the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub session: Option<Session>,
+    pub issue: Issue,
+    pub next_id: Option<SessionId>,
+    pub may_signal: bool,
+    pub request_id: String,
+    /// The request's clock reading, reused for the response (one host call less).
+    pub now: u64,
+}
+
+#[derive(Debug)]
+pub enum RequestOutcome {
+    Reply(LocalReply),
+    Forward(RequestEdits),
+}
+
+#[derive(Debug)]
+pub struct RequestDecision {
+    pub outcome: RequestOutcome,
+    pub pending: Pending,
+    pub record: Record,
+}
+
+/// What a response looks like to the filter.
+#[derive(Debug, Default)]
+pub struct ResponseView<'a> {
+    pub debug_logs: bool,
+    /// Every value of the signal header (normally one).
+    pub signals: Vec<&'a [u8]>,
+    pub subjects: Vec<&'a [u8]>,
+    pub set_cookies: Vec<&'a [u8]>,
+    /// Every `Cache-Control` value, joined with ", " (one header's worth).
+    pub cache_control: Option<std::borrow::Cow<'a, [u8]>>,
+    pub now: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetCookies {
+    Unchanged,
+    /// Add one `Set-Cookie`, keep the upstream's.
+    Append(String),
+    /// Replace every `Set-Cookie` with these, in order.
+    Replace(Vec<Vec<u8>>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseEdits {
+    pub remove: Vec<String>,
+    pub set_cookies: SetCookies,
+    pub cache_control: Option<Vec<u8>>,
+}
+
+#[derive(Debug)]
+pub struct ResponseDecision {
+    pub edits: ResponseEdits,
+    pub record: Record,
+}
+
+pub fn invalid_counter(reason: Invalid) -> Counter {
+    match reason {
+        Invalid::Forged => Counter::InvalidForged,
+        Invalid::UnknownKey => Counter::InvalidUnknownKey,
+        Invalid::Malformed => Counter::InvalidMalformed,
+        Invalid::Oversized => Counter::InvalidOversized,
+        Invalid::ExpiredAbsolute => Counter::InvalidExpiredAbsolute,
+        Invalid::ExpiredIdle => Counter::InvalidExpiredIdle,
+    }
+}
+
+/// A header value fit for a log line (Envoy's request id), or "-".
+fn printable(v: Option<&[u8]>) -> String {
+    match v {
+        Some(v) if !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()) => {
+            String::from_utf8_lossy(v).into_owned()
+        }
+        _ => "-".to_string(),
+    }
+}
+
+/// A keyed hash of a cookie value: logs never carry the value itself.
+fn value_tag(cfg: &Config, v: &[u8]) -> String {
+    cfg.signing_key()
+        .map_or_else(|| "-".to_string(), |k| token::log_tag_bytes(k, v))
+}
+
+/// A keyed hash of a session ID: logs never carry the ID itself.
+fn tag(cfg: &Config, id: &SessionId) -> String {
+    cfg.signing_key()
+        .map_or_else(|| "-".to_string(), |k| token::log_tag(k, id))
+}
+
+/// As [`tag`], for a session that may not exist.
+fn session_tag(cfg: &Config, s: Option<&Session>) -> String {
+    s.map_or_else(|| "-".to_string(), |s| tag(cfg, &s.id))
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity
+)]
+mod tests;

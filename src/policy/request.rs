@@ -1,0 +1,342 @@
+//! The request phase, as named steps. [`decide_request`] holds their order; each step is a
+//! plain function of the configuration and the request's headers.
+
+use super::{
+    printable, session, tag, Issue, LocalReply, Pending, Record, RequestDecision, RequestEdits,
+    RequestOutcome, RequestView,
+};
+use crate::config::{Config, UrlAction};
+use crate::cookies::{self, Rewrite};
+use crate::metrics::Counter;
+use crate::token::{self, Session, SessionId};
+use crate::url;
+
+/// Draws 16 bytes from the VM's CSPRNG; `None` when randomness is unavailable.
+pub type RandomId<'a> = &'a mut dyn FnMut() -> Option<[u8; token::ID_LEN]>;
+
+/// Decides a request. `random_id` draws 16 bytes from the VM's CSPRNG.
+pub fn decide_request(
+    cfg: &Config,
+    req: &RequestView<'_>,
+    random_id: RandomId<'_>,
+) -> RequestDecision {
+    let mut rec = Record::new(req.debug_logs, printable(req.request_id));
+    let mut edits = RequestEdits::default();
+
+    // Defense 1: session IDs never travel in URLs to an upstream.
+    match url_defense(cfg, req.method, req.path, &mut rec) {
+        UrlStep::Clean => {}
+        UrlStep::Forward(path) => edits.path = Some(path),
+        UrlStep::Reply(r) => return reply(r, req.now, rec),
+    }
+    edits.referer = scrub_referer(cfg, req.referer, &mut rec);
+
+    // Defense 2: the only session an upstream sees was minted, and signed, by the mesh.
+    let found = cookies::find(&req.cookies, cfg.cookie.name.as_bytes());
+    let check = session::verify_mesh_cookie(cfg, &found, req.now);
+    let (session, issue) = session::adopt_session(cfg, check, &mut rec);
+    edits.cookies = cookie_header_without_mesh_cookie(cfg, &req.cookies, found.count);
+    // Binding of the apps' own session cookies filters `edits.cookies` here.
+    let (session, issue) = mint(cfg, session, issue, req.now, random_id, &mut rec);
+
+    // What upstreams get: only the mesh's word on sessions.
+    edits.remove = strip_spoofed(&req.spoofed, &mut rec);
+    edits.set = upstream_headers(cfg, session.as_ref());
+    RequestDecision {
+        outcome: RequestOutcome::Forward(edits),
+        pending: pending(session, issue, rec.request_id.clone(), req.now),
+        record: rec,
+    }
+}
+
+/// What the URL defense decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlStep {
+    /// No session parameter in the URL.
+    Clean,
+    /// Forward with this `:path`, session parameters removed.
+    Forward(Vec<u8>),
+    /// Answer locally (redirect or reject).
+    Reply(LocalReply),
+}
+
+/// Defense 1: strip session parameters from `:path`, or answer with a redirect to the clean
+/// URL (GET/HEAD only) or a 400, as `url.action` says.
+pub fn url_defense(cfg: &Config, method: &[u8], path: Option<&[u8]>, rec: &mut Record) -> UrlStep {
+    let Some(s) = path.and_then(|p| url::strip_path(p, &cfg.url.params)) else {
+        return UrlStep::Clean;
+    };
+    rec.count_n(Counter::UrlParamsRemoved, s.removed as u64);
+    let is_get = method == b"GET" || method == b"HEAD";
+    match cfg.url.action {
+        UrlAction::Reject => {
+            rec.count(Counter::UrlRejected);
+            let n = s.removed;
+            rec.info(format_args!(
+                "url rejected: {n} session parameter(s) in the URL"
+            ));
+            UrlStep::Reply(LocalReply {
+                status: 400,
+                headers: vec![
+                    ("content-type", "text/plain; charset=utf-8".into()),
+                    ("cache-control", "no-store".into()),
+                ],
+                body: b"session identifiers are not accepted in URLs\n",
+            })
+        }
+        UrlAction::Redirect if is_get => {
+            rec.count(Counter::UrlRedirected);
+            let n = s.removed;
+            rec.info(format_args!(
+                "url redirected: {n} session parameter(s) removed"
+            ));
+            UrlStep::Reply(LocalReply {
+                status: 302,
+                headers: vec![
+                    ("location", url::location_value(&s.value)),
+                    ("cache-control", "no-store".into()),
+                ],
+                body: b"",
+            })
+        }
+        _ => {
+            rec.count(Counter::UrlStripped);
+            let n = s.removed;
+            rec.info(format_args!(
+                "url stripped: {n} session parameter(s) removed"
+            ));
+            UrlStep::Forward(s.value)
+        }
+    }
+}
+
+/// The `Referer` with the same parameters removed; `None`: forward it as it is.
+pub fn scrub_referer(cfg: &Config, referer: Option<&[u8]>, rec: &mut Record) -> Option<Vec<u8>> {
+    let s = referer.and_then(|r| url::strip_referer(r, &cfg.url.params))?;
+    rec.count(Counter::RefererScrubbed);
+    rec.debug(|| "referer scrubbed".to_string());
+    Some(s.value)
+}
+
+/// The `Cookie` headers without the mesh cookie (upstreams get the session headers instead);
+/// `None` when there is none to remove.
+pub fn cookie_header_without_mesh_cookie(
+    cfg: &Config,
+    headers: &[&[u8]],
+    mesh_cookies: usize,
+) -> Option<Vec<Vec<u8>>> {
+    if mesh_cookies == 0 {
+        return None;
+    }
+    let name = cfg.cookie.name.as_bytes();
+    let list = headers
+        .iter()
+        .filter_map(|h| match cookies::without_mesh_cookie(h, name) {
+            Rewrite::Keep => Some(h.to_vec()),
+            Rewrite::Drop => None,
+            Rewrite::Replace(v) => Some(v),
+        })
+        .collect();
+    Some(list)
+}
+
+/// A request without a valid session gets a new anonymous one (unless `cookie.anonymous` is
+/// off); without randomness, none (counted as an internal error).
+pub fn mint(
+    cfg: &Config,
+    session: Option<Session>,
+    issue: Issue,
+    now: u64,
+    random_id: RandomId<'_>,
+    rec: &mut Record,
+) -> (Option<Session>, Issue) {
+    if session.is_some() || !cfg.cookie.anonymous {
+        return (session, issue);
+    }
+    let Some(id) = random_id() else {
+        rec.count(Counter::InternalError);
+        rec.info(format_args!("no randomness: session not minted"));
+        return (None, issue);
+    };
+    let s = Session::new(SessionId(id), now, None);
+    rec.count(Counter::SessionMinted);
+    rec.debug(|| format!("session minted session={}", tag(cfg, &s.id)));
+    (Some(s), Issue::Minted)
+}
+
+/// The mesh's upstream headers that the client sent itself: removed, counted.
+pub fn strip_spoofed(spoofed: &[&str], rec: &mut Record) -> Vec<String> {
+    if spoofed.is_empty() {
+        return Vec::new();
+    }
+    rec.count_n(Counter::SpoofedHeadersRemoved, spoofed.len() as u64);
+    rec.info(format_args!(
+        "spoofed session headers removed: {}",
+        spoofed.join(",")
+    ));
+    spoofed.iter().map(|s| s.to_string()).collect()
+}
+
+/// The session headers upstreams receive: the ID, and the subject of an authenticated one.
+pub fn upstream_headers(cfg: &Config, session: Option<&Session>) -> Vec<(String, String)> {
+    let mut set = Vec::new();
+    if let Some(s) = session {
+        set.push((cfg.upstream.session_header.clone(), s.id.encoded()));
+        if let Some(sub) = &s.subject {
+            set.push((cfg.upstream.subject_header.clone(), sub.clone()));
+        }
+    }
+    set
+}
+
+/// The request goes to a cluster allowed to signal: draw the ID a rotation would commit and
+/// return the header that tells the auth upstream. Separate from [`decide_request`] because
+/// the filter reads the routed cluster (a host call) only after the request's edits, and
+/// checks it again on the response (see `trust.rs`).
+pub fn grant_signal(
+    cfg: &Config,
+    pending: &mut Pending,
+    rec: &mut Record,
+    random_id: RandomId<'_>,
+) -> Option<(String, String)> {
+    pending.may_signal = true;
+    match random_id() {
+        Some(id) => {
+            let id = SessionId(id);
+            pending.next_id = Some(id);
+            Some((cfg.upstream.next_session_header.clone(), id.encoded()))
+        }
+        None => {
+            rec.count(Counter::InternalError);
+            None
+        }
+    }
+}
+
+fn pending(session: Option<Session>, issue: Issue, request_id: String, now: u64) -> Pending {
+    Pending {
+        session,
+        issue,
+        next_id: None,
+        may_signal: false,
+        request_id,
+        now,
+    }
+}
+
+fn reply(r: LocalReply, now: u64, rec: Record) -> RequestDecision {
+    RequestDecision {
+        outcome: RequestOutcome::Reply(r),
+        pending: pending(None, Issue::None, rec.request_id.clone(), now),
+        record: rec,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn cfg(extra: &str) -> Config {
+        let json = format!(r#"{{"keys":[{{"id":"k1","secret":"{KEY}"}}]{extra}}}"#);
+        parse(json.as_bytes(), &|_| None).unwrap()
+    }
+
+    fn rec() -> Record {
+        Record::new(false, "r".into())
+    }
+
+    #[test]
+    fn url_defense_strips_redirects_or_rejects() {
+        let path = Some(&b"/a?jsessionid=1&x=2"[..]);
+        let mut r = rec();
+        assert_eq!(
+            url_defense(&cfg(""), b"GET", Some(b"/a?x=1"), &mut r),
+            UrlStep::Clean
+        );
+        assert!(r.counters.is_empty());
+        assert_eq!(
+            url_defense(&cfg(""), b"GET", path, &mut r),
+            UrlStep::Forward(b"/a?x=2".to_vec())
+        );
+        assert_eq!(
+            r.logs[0].1,
+            "url stripped: 1 session parameter(s) removed request_id=r"
+        );
+        let redirect = cfg(r#","url":{"action":"redirect"}"#);
+        let UrlStep::Reply(l) = url_defense(&redirect, b"HEAD", path, &mut r) else {
+            unreachable!()
+        };
+        assert_eq!(l.status, 302);
+        assert!(matches!(
+            url_defense(&redirect, b"PUT", path, &mut r),
+            UrlStep::Forward(_)
+        ));
+        let reject = cfg(r#","url":{"action":"reject"}"#);
+        let UrlStep::Reply(l) = url_defense(&reject, b"PUT", path, &mut r) else {
+            unreachable!()
+        };
+        assert_eq!(l.status, 400);
+    }
+
+    #[test]
+    fn referer_and_cookie_header() {
+        let c = cfg("");
+        let mut r = rec();
+        assert_eq!(scrub_referer(&c, Some(b"https://a/?x=1"), &mut r), None);
+        assert_eq!(
+            scrub_referer(&c, Some(b"https://a/?phpsessid=1&x=1"), &mut r),
+            Some(b"https://a/?x=1".to_vec())
+        );
+        assert_eq!(r.counters, vec![(Counter::RefererScrubbed, 1)]);
+        let hdrs: [&[u8]; 2] = [b"a=1; __Host-session=x", b"__Host-session=y"];
+        assert_eq!(cookie_header_without_mesh_cookie(&c, &hdrs, 0), None);
+        assert_eq!(
+            cookie_header_without_mesh_cookie(&c, &hdrs, 2),
+            Some(vec![b"a=1".to_vec()])
+        );
+    }
+
+    #[test]
+    fn mint_only_without_a_session_and_with_randomness() {
+        let c = cfg("");
+        let mut r = rec();
+        let s = Session::new(SessionId([1; 16]), 5, None);
+        let kept = mint(
+            &c,
+            Some(s.clone()),
+            Issue::None,
+            9,
+            &mut || Some([2; 16]),
+            &mut r,
+        );
+        assert_eq!(kept, (Some(s), Issue::None));
+        let (m, issue) = mint(&c, None, Issue::None, 9, &mut || Some([2; 16]), &mut r);
+        assert_eq!((m.unwrap().id, issue), (SessionId([2; 16]), Issue::Minted));
+        let off = cfg(r#","cookie":{"anonymous":false}"#);
+        assert_eq!(
+            mint(&off, None, Issue::None, 9, &mut || Some([2; 16]), &mut r).0,
+            None
+        );
+        assert_eq!(mint(&c, None, Issue::None, 9, &mut || None, &mut r).0, None);
+        assert_eq!(
+            r.counters,
+            vec![(Counter::SessionMinted, 1), (Counter::InternalError, 1)]
+        );
+    }
+
+    #[test]
+    fn upstream_headers_and_spoofed() {
+        let c = cfg("");
+        let mut r = rec();
+        assert!(strip_spoofed(&[], &mut r).is_empty() && r.logs.is_empty());
+        assert_eq!(strip_spoofed(&["x-session-id"], &mut r), ["x-session-id"]);
+        assert_eq!(upstream_headers(&c, None), vec![]);
+        let s = Session::new(SessionId([1; 16]), 5, Some("alice".into()));
+        let h = upstream_headers(&c, Some(&s));
+        assert_eq!(h[1], ("x-session-subject".to_string(), "alice".to_string()));
+    }
+}
