@@ -305,7 +305,13 @@ mod tests {
         ] {
             assert!(is_targeted_cache_field(n), "{n}");
         }
-        for n in ["cache-control", "x-cache", "surrogate-key", "cdn-loop", "cdn-cache-controls"] {
+        for n in [
+            "cache-control",
+            "x-cache",
+            "surrogate-key",
+            "cdn-loop",
+            "cdn-cache-controls",
+        ] {
             assert!(!is_targeted_cache_field(n), "{n}");
         }
     }

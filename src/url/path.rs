@@ -15,7 +15,7 @@ pub(crate) fn count(path: &[u8], params: &[String]) -> usize {
     path.split(|&b| b == b'/')
         .enumerate()
         .map(|(i, seg)| {
-            if i > 0 && is_cookieless(seg) {
+            if i > 0 && is_cookieless(base(seg)) {
                 return 1;
             }
             seg.split(|&b| b == b';')
@@ -26,6 +26,12 @@ pub(crate) fn count(path: &[u8], params: &[String]) -> usize {
         .sum()
 }
 
+/// A segment up to its first `;`: a cookieless segment goes with its path parameters, so that
+/// stripping parameters can never turn what is left into one (stripping twice == once).
+fn base(seg: &[u8]) -> &[u8] {
+    seg.split(|&b| b == b';').next().unwrap_or(seg)
+}
+
 /// Writes `path` without session carriers; returns whether the result must be refused (see
 /// the module comment). Kept bytes are copied exactly as sent.
 pub(crate) fn write(out: &mut Vec<u8>, path: &[u8], params: &[String]) -> bool {
@@ -34,7 +40,7 @@ pub(crate) fn write(out: &mut Vec<u8>, path: &[u8], params: &[String]) -> bool {
     let mut unsafe_path = false;
     let mut segment_removed = false;
     for (i, seg) in path.split(|&b| b == b'/').enumerate() {
-        if i > 0 && is_cookieless(seg) {
+        if i > 0 && is_cookieless(base(seg)) {
             segment_removed = true;
             continue;
         }
@@ -60,8 +66,13 @@ pub(crate) fn write(out: &mut Vec<u8>, path: &[u8], params: &[String]) -> bool {
         }
     }
     if out.len() == start && !path.is_empty() {
-        // Only cookieless segments: the root.
-        out.push(b'/');
+        if segment_removed {
+            // Only cookieless segments: the root.
+            out.push(b'/');
+        } else {
+            // Not a path any more (the client's had no leading `/` either).
+            unsafe_path = true;
+        }
     }
     let changed = out.get(start..).unwrap_or(&[]) != path || segment_removed;
     unsafe_path || (changed && has_dot_segment(out.get(start..).unwrap_or(&[])))
