@@ -57,12 +57,32 @@ pub fn cookie_name(value: &[u8]) -> &[u8] {
     }
 }
 
+/// A nameless cookie that a browser would send back as `mesh_name=...`: `=name=value` (an
+/// empty name, the value holding `name=value`) or a bare `name` without `=`. Browsers
+/// without RFC 6265bis's nameless-cookie check serialize a nameless cookie as its value
+/// alone, so `Set-Cookie: =__Host-session=v` returns as `Cookie: __Host-session=v`.
+fn nameless_sets(value: &[u8], mesh_name: &[u8]) -> bool {
+    let pair = trim(value.split(|&b| b == b';').next().unwrap_or(&[]));
+    match pair.iter().position(|&b| b == b'=') {
+        None => pair.eq_ignore_ascii_case(mesh_name),
+        Some(i) if trim(pair.get(..i).unwrap_or(&[])).is_empty() => {
+            let inner = trim(pair.get(i + 1..).unwrap_or(&[]));
+            let inner_name = match inner.iter().position(|&b| b == b'=') {
+                Some(j) => trim(inner.get(..j).unwrap_or(&[])),
+                None => inner,
+            };
+            inner_name.eq_ignore_ascii_case(mesh_name)
+        }
+        Some(_) => false,
+    }
+}
+
 /// Hardens an upstream `Set-Cookie`. Cookies named like session parameters get `Secure`,
 /// `HttpOnly` and `SameSite`; others get `Secure` and `SameSite` only, because page scripts
 /// may legitimately read them. `secure` is false only in plain-HTTP development setups.
 pub fn harden(value: &[u8], mesh_name: &[u8], session_names: &[String], secure: bool) -> Upstream {
     let name = cookie_name(value);
-    if name.eq_ignore_ascii_case(mesh_name) {
+    if name.eq_ignore_ascii_case(mesh_name) || nameless_sets(value, mesh_name) {
         return Upstream::Block;
     }
     let (mut has_secure, mut has_http_only, mut has_same_site) = (false, false, false);
@@ -93,6 +113,19 @@ pub fn harden(value: &[u8], mesh_name: &[u8], session_names: &[String], secure: 
         out.extend_from_slice(b"; SameSite=Lax");
     }
     Upstream::Harden(out)
+}
+
+/// Response fields that tell a shared cache how to store a response *before* it reads
+/// `Cache-Control`: `CDN-Cache-Control` (RFC 9213) and its vendor forms
+/// (`Cloudflare-CDN-Cache-Control`, `Vercel-CDN-Cache-Control`, any `*-CDN-Cache-Control`),
+/// `Surrogate-Control` (Fastly, Varnish, Akamai ESI) and Akamai's `Edge-Control`. On a response
+/// that sets or expires the mesh cookie each is replaced by `no-store`. `name` is lowercase,
+/// as Envoy hands header names to filters.
+pub fn is_targeted_cache_field(name: &str) -> bool {
+    name == "cdn-cache-control"
+        || name.ends_with("-cdn-cache-control")
+        || name == "surrogate-control"
+        || name == "edge-control"
 }
 
 /// The `Cache-Control` a response needs when the mesh sets or expires its cookie on it:
@@ -182,6 +215,31 @@ mod tests {
                 Upstream::Block,
             ),
             (
+                "nameless cookie carrying the mesh cookie is blocked",
+                b"=__Host-session=v1.k1.a.b; Path=/; Secure",
+                Upstream::Block,
+            ),
+            (
+                "nameless, whitespace and case variants",
+                b" = __HOST-SESSION =v; Path=/",
+                Upstream::Block,
+            ),
+            (
+                "nameless without a value",
+                b"=__host-session",
+                Upstream::Block,
+            ),
+            (
+                "bare mesh name without =",
+                b"__Host-session; Path=/",
+                Upstream::Block,
+            ),
+            (
+                "nameless cookie of another name is only hardened",
+                b"=theme=dark; Secure; SameSite=Lax",
+                Upstream::Keep,
+            ),
+            (
                 "session-like gets all three",
                 b"JSESSIONID=abc; Path=/",
                 Upstream::Harden(
@@ -234,6 +292,28 @@ mod tests {
             harden(b"a=1", b"__Host-session", &names, false),
             Upstream::Harden(b"a=1; SameSite=Lax".to_vec())
         );
+    }
+
+    #[test]
+    fn targeted_cache_fields_are_recognised() {
+        for n in [
+            "cdn-cache-control",
+            "cloudflare-cdn-cache-control",
+            "vercel-cdn-cache-control",
+            "surrogate-control",
+            "edge-control",
+        ] {
+            assert!(is_targeted_cache_field(n), "{n}");
+        }
+        for n in [
+            "cache-control",
+            "x-cache",
+            "surrogate-key",
+            "cdn-loop",
+            "cdn-cache-controls",
+        ] {
+            assert!(!is_targeted_cache_field(n), "{n}");
+        }
     }
 
     #[test]

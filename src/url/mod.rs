@@ -9,23 +9,40 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stripped {
     pub value: Vec<u8>,
-    /// Number of parameters removed (query and path parameters together).
+    /// Number of parameters removed (query and path parameters, cookieless segments).
     pub removed: usize,
+    /// Stripping the path left a segment that is empty, `.` or `..` where the client's path
+    /// had none (e.g. `/pub/%2e%2e;jsessionid=x/admin` -> `/pub/%2e%2e/admin`). Envoy
+    /// normalized the path *before* this filter and nothing normalizes it again, so such a
+    /// path would reach routes, RBAC and the app un-normalized: the request must be refused.
+    pub unsafe_path: bool,
 }
 
-/// Strips listed parameters from a request target (`:path`). `None` when nothing matched;
-/// that path does not allocate.
+/// Strips listed parameters from a request target (`:path`); `;` separates query parameters
+/// too. `None` when nothing matched; that path does not allocate.
 pub fn strip_path(path: &[u8], params: &[String]) -> Option<Stripped> {
+    strip_path_with(path, params, true)
+}
+
+/// [`strip_path`] with the choice of whether `;` separates query parameters (Rack before 3.0,
+/// Perl's CGI.pm) as well as `&`.
+pub fn strip_path_with(path: &[u8], params: &[String], query_semicolon: bool) -> Option<Stripped> {
     let (before_fragment, fragment) = split_fragment(path);
     let (p, q) = split_query(before_fragment);
-    let removed = count_path_params(p, params) + q.map_or(0, |q| count_query(q, params));
+    let in_path = path::count(p, params);
+    let removed = in_path + q.map_or(0, |q| count_query(q, params, query_semicolon));
     if removed == 0 {
         return None;
     }
     let mut out = Vec::with_capacity(path.len());
-    write_path(&mut out, p, params);
+    let unsafe_path = if in_path > 0 {
+        path::write(&mut out, p, params)
+    } else {
+        out.extend_from_slice(p);
+        false
+    };
     if let Some(q) = q {
-        write_query(&mut out, q, params);
+        write_query(&mut out, q, params, query_semicolon);
     }
     if let Some(f) = fragment {
         out.push(b'#');
@@ -34,6 +51,7 @@ pub fn strip_path(path: &[u8], params: &[String]) -> Option<Stripped> {
     Some(Stripped {
         value: out,
         removed,
+        unsafe_path,
     })
 }
 
@@ -49,8 +67,11 @@ pub fn strip_referer(referer: &[u8], params: &[String]) -> Option<Stripped> {
     Some(Stripped {
         value,
         removed: s.removed,
+        unsafe_path: false,
     })
 }
+
+mod path;
 
 /// Whether a raw (possibly percent-encoded) parameter name is one of `params` (lowercase).
 pub fn name_matches(raw: &[u8], params: &[String]) -> bool {
@@ -127,61 +148,51 @@ fn split_query(v: &[u8]) -> (&[u8], Option<&[u8]>) {
     }
 }
 
-fn param_name(param: &[u8]) -> &[u8] {
+pub(crate) fn param_name(param: &[u8]) -> &[u8] {
     match param.iter().position(|&b| b == b'=') {
         Some(i) => param.get(..i).unwrap_or(param),
         None => param,
     }
 }
 
-fn count_path_params(path: &[u8], params: &[String]) -> usize {
-    path.split(|&b| b == b'/')
-        .map(|seg| {
-            seg.split(|&b| b == b';')
-                .skip(1)
-                .filter(|p| name_matches(param_name(p), params))
-                .count()
-        })
-        .sum()
+fn is_query_sep(b: u8, semicolon: bool) -> bool {
+    b == b'&' || (semicolon && b == b';')
 }
 
-fn count_query(q: &[u8], params: &[String]) -> usize {
-    q.split(|&b| b == b'&')
+fn count_query(q: &[u8], params: &[String], semicolon: bool) -> usize {
+    q.split(|&b| is_query_sep(b, semicolon))
         .filter(|p| name_matches(param_name(p), params))
         .count()
 }
 
-fn write_path(out: &mut Vec<u8>, path: &[u8], params: &[String]) {
-    for (i, seg) in path.split(|&b| b == b'/').enumerate() {
-        if i > 0 {
-            out.push(b'/');
-        }
-        let mut parts = seg.split(|&b| b == b';');
-        if let Some(base) = parts.next() {
-            out.extend_from_slice(base);
-        }
-        for p in parts {
-            if !name_matches(param_name(p), params) {
-                out.push(b';');
-                out.extend_from_slice(p);
-            }
-        }
-    }
-}
-
-fn write_query(out: &mut Vec<u8>, q: &[u8], params: &[String]) {
+/// Writes the kept query parameters, each after the separator the client put before it
+/// (`&` or `;`), the first after `?`.
+fn write_query(out: &mut Vec<u8>, q: &[u8], params: &[String], semicolon: bool) {
     let mut first = true;
-    for p in q.split(|&b| b == b'&') {
-        if name_matches(param_name(p), params) {
-            continue;
+    let mut sep = b'&';
+    let mut rest = q;
+    loop {
+        let end = rest
+            .iter()
+            .position(|&b| is_query_sep(b, semicolon))
+            .unwrap_or(rest.len());
+        let p = rest.get(..end).unwrap_or(&[]);
+        if !name_matches(param_name(p), params) {
+            out.push(if first { b'?' } else { sep });
+            first = false;
+            out.extend_from_slice(p);
         }
-        out.push(if first { b'?' } else { b'&' });
-        first = false;
-        out.extend_from_slice(p);
+        match rest.get(end) {
+            Some(&b) => {
+                sep = b;
+                rest = rest.get(end + 1..).unwrap_or(&[]);
+            }
+            None => break,
+        }
     }
 }
 
-fn hex_val(b: u8) -> Option<u8> {
+pub(crate) fn hex_val(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -244,10 +255,12 @@ pub(crate) mod tests {
         pub path: String,
         pub want: String,
         pub removed: usize,
+        #[serde(default)]
+        pub refused: bool,
     }
 
     pub fn cases() -> Vec<Case> {
-        serde_json::from_str(include_str!("../tests/cases/url_strip.json")).unwrap()
+        serde_json::from_str(include_str!("../../tests/cases/url_strip.json")).unwrap()
     }
 
     pub fn default_params() -> Vec<String> {
@@ -269,7 +282,10 @@ pub(crate) mod tests {
                     c.name
                 ),
                 Some(s) => {
-                    assert_eq!(String::from_utf8_lossy(&s.value), c.want, "{}", c.name);
+                    assert_eq!(s.unsafe_path, c.refused, "{}", c.name);
+                    if !c.refused {
+                        assert_eq!(String::from_utf8_lossy(&s.value), c.want, "{}", c.name);
+                    }
                     assert_eq!(s.removed, c.removed, "{}", c.name);
                 }
             }
@@ -381,6 +397,11 @@ pub(crate) mod tests {
             Just(b"&".to_vec()),
             Just(b"?".to_vec()),
             Just(b"/".to_vec()),
+            Just(b".".to_vec()),
+            Just(b"%2e".to_vec()),
+            Just(b"%2F".to_vec()),
+            Just(b"\\".to_vec()),
+            Just(b"(S(x))".to_vec()),
             Just(b"%".to_vec()),
             Just(b"%zz".to_vec()),
             Just(b"+".to_vec()),
@@ -390,7 +411,39 @@ pub(crate) mod tests {
 
     fn contains_listed(path: &[u8], params: &[String]) -> bool {
         let (p, q) = split_query(split_fragment(path).0);
-        count_path_params(p, params) > 0 || q.is_some_and(|q| count_query(q, params) > 0)
+        path::count(p, params) > 0 || q.is_some_and(|q| count_query(q, params, true) > 0)
+    }
+
+    /// An independent statement of the rule: after stripping, the path part has no more
+    /// non-final empty segments than the client's, and no `.`/`..` segment (any spelling,
+    /// split on `/`, `\\` and `%2F`/`%5C`, each up to its first `;`) unless the client's
+    /// path part was unchanged.
+    pub fn creates_dot_or_empty(input: &[u8], output: &[u8]) -> bool {
+        let path_of = |v: &[u8]| -> Vec<u8> { split_query(split_fragment(v).0).0.to_vec() };
+        let (pi, po) = (path_of(input), path_of(output));
+        if pi == po {
+            return false;
+        }
+        let empties = |p: &[u8]| {
+            let segs: Vec<&[u8]> = p.split(|&b| b == b'/').collect();
+            segs.iter()
+                .take(segs.len().saturating_sub(1))
+                .filter(|s| s.is_empty())
+                .count()
+        };
+        let norm = String::from_utf8_lossy(&po)
+            .replace("%2f", "/")
+            .replace("%2F", "/")
+            .replace("%5c", "/")
+            .replace("%5C", "/")
+            .replace('\\', "/")
+            .replace("%2e", ".")
+            .replace("%2E", ".");
+        let dots = norm.split('/').any(|seg| {
+            let base = seg.split(';').next().unwrap_or("");
+            base == "." || base == ".."
+        });
+        dots || empties(&po) > empties(&pi)
     }
 
     proptest! {
@@ -401,6 +454,18 @@ pub(crate) mod tests {
             let once = strip_path(&path, &params).map(|s| s.value).unwrap_or_else(|| path.clone());
             prop_assert!(!contains_listed(&once, &params));
             prop_assert!(strip_path(&once, &params).is_none(), "twice == once");
+        }
+
+        #[test]
+        fn stripping_never_creates_a_dot_or_empty_segment(pieces in proptest::collection::vec(arb_piece(), 0..40)) {
+            let params = default_params();
+            let path: Vec<u8> = [b"/".to_vec(), pieces.concat()].concat();
+            if let Some(s) = strip_path(&path, &params) {
+                if !s.unsafe_path {
+                    prop_assert!(!creates_dot_or_empty(&path, &s.value), "{:?} -> {:?}",
+                        String::from_utf8_lossy(&path), String::from_utf8_lossy(&s.value));
+                }
+            }
         }
 
         #[test]
