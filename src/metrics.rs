@@ -29,6 +29,7 @@ counters! {
     UrlRedirected => "session_guard.url.redirected", "GET/HEAD requests answered 302 to the URL without session parameters (url.action redirect)";
     UrlRejected => "session_guard.url.rejected", "requests answered 400 because the URL carried session parameters (url.action reject)";
     UrlParamsRemoved => "session_guard.url.params_removed", "session parameters found in URLs (query and path parameters; several per request possible)";
+    UrlUnsafePath => "session_guard.url.unsafe_path", "requests answered 400 because removing session parameters would leave an empty, . or .. path segment the client did not send";
     RefererScrubbed => "session_guard.referer.scrubbed", "Referer headers forwarded with session parameters removed";
     SessionMinted => "session_guard.session.minted", "new anonymous sessions (no valid mesh cookie on the request)";
     SessionValid => "session_guard.session.valid", "requests with a valid mesh cookie";

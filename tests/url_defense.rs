@@ -17,6 +17,8 @@ struct Case {
     path: String,
     want: String,
     removed: u64,
+    #[serde(default)]
+    refused: bool,
 }
 
 fn cases() -> Vec<Case> {
@@ -38,20 +40,38 @@ async fn sidecar(extra: &str) -> (Upstream, Envoy) {
 async fn shared_table_of_url_cases_through_envoy() {
     let (app, envoy) = sidecar("").await;
     let mut removed_total = 0;
-    for c in cases() {
-        app.clear();
-        let resp = send(envoy.port(), Req::get(&c.path)).await;
-        assert_eq!(resp.status, 200, "{}", c.name);
-        let got = app.last().expect("forwarded");
-        assert_eq!(got.path_str(), c.want, "{}", c.name);
-        removed_total += c.removed;
+    for h2 in [false, true] {
+        for c in cases() {
+            app.clear();
+            let resp = if h2 {
+                send_h2(envoy.port(), Req::get(&c.path)).await
+            } else {
+                send(envoy.port(), Req::get(&c.path)).await
+            };
+            removed_total += c.removed;
+            if c.refused {
+                assert_eq!(resp.status, 400, "{} (h2={h2})", c.name);
+                assert_eq!(app.count(), 0, "{}: nothing forwarded", c.name);
+                continue;
+            }
+            assert_eq!(resp.status, 200, "{} (h2={h2})", c.name);
+            let got = app.last().expect("forwarded");
+            assert_eq!(got.path_str(), c.want, "{} (h2={h2})", c.name);
+        }
     }
     assert_eq!(
         envoy.counter("session_guard.url.params_removed").await,
         removed_total
     );
-    let stripped = cases().iter().filter(|c| c.removed > 0).count() as u64;
-    assert_eq!(envoy.counter("session_guard.url.stripped").await, stripped);
+    let count = |f: fn(&Case) -> bool| 2 * cases().iter().filter(|c| f(c)).count() as u64;
+    assert_eq!(
+        envoy.counter("session_guard.url.stripped").await,
+        count(|c| c.removed > 0 && !c.refused)
+    );
+    assert_eq!(
+        envoy.counter("session_guard.url.unsafe_path").await,
+        count(|c| c.refused)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

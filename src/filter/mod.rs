@@ -12,6 +12,7 @@ use crate::policy::{
     self, Level, Pending, Record, RequestEdits, RequestOutcome, RequestView, ResponseEdits,
     ResponseView, SetCookies,
 };
+use crate::set_cookie;
 use crate::wire::Header;
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -262,6 +263,9 @@ impl Stream {
         if let Some(cc) = &e.cache_control {
             ok &= host.replace_header(t, "cache-control", cc).is_ok();
         }
+        for name in &e.no_store {
+            ok &= host.replace_header(t, name, b"no-store").is_ok();
+        }
         if !ok {
             self.fail(host, "response header edit");
         }
@@ -335,6 +339,10 @@ fn response_view<'a>(
                     Cow::Owned(joined)
                 }
             });
+        } else if set_cookie::is_targeted_cache_field(n) {
+            if !view.targeted_cache.contains(&n) {
+                view.targeted_cache.push(n);
+            }
         } else if n == cfg.signal.header {
             view.signals.push(value);
         } else if n == cfg.signal.subject_header {

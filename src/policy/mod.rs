@@ -106,6 +106,8 @@ pub struct ResponseView<'a> {
     pub set_cookies: Vec<&'a [u8]>,
     /// Every `Cache-Control` value, joined with ", " (one header's worth).
     pub cache_control: Option<std::borrow::Cow<'a, [u8]>>,
+    /// Names of targeted cache fields present (`CDN-Cache-Control`, `Surrogate-Control`, ...).
+    pub targeted_cache: Vec<&'a str>,
     pub now: u64,
 }
 
@@ -123,6 +125,8 @@ pub struct ResponseEdits {
     pub remove: Vec<String>,
     pub set_cookies: SetCookies,
     pub cache_control: Option<Vec<u8>>,
+    /// Targeted cache fields to set to `no-store`.
+    pub no_store: Vec<String>,
 }
 
 #[derive(Debug)]

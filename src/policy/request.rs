@@ -63,10 +63,26 @@ pub enum UrlStep {
 /// Defense 1: strip session parameters from `:path`, or answer with a redirect to the clean
 /// URL (GET/HEAD only) or a 400, as `url.action` says.
 pub fn url_defense(cfg: &Config, method: &[u8], path: Option<&[u8]>, rec: &mut Record) -> UrlStep {
-    let Some(s) = path.and_then(|p| url::strip_path(p, &cfg.url.params)) else {
+    let semicolon = cfg.url.query_semicolon;
+    let Some(s) = path.and_then(|p| url::strip_path_with(p, &cfg.url.params, semicolon)) else {
         return UrlStep::Clean;
     };
     rec.count_n(Counter::UrlParamsRemoved, s.removed as u64);
+    if s.unsafe_path {
+        // In every url.action: the stripped path was never normalized by Envoy.
+        rec.count(Counter::UrlUnsafePath);
+        rec.info(format_args!(
+            "url refused: removing session parameters would leave an empty, . or .. segment"
+        ));
+        return UrlStep::Reply(LocalReply {
+            status: 400,
+            headers: vec![
+                ("content-type", "text/plain; charset=utf-8".into()),
+                ("cache-control", "no-store".into()),
+            ],
+            body: b"session identifiers are not accepted in this URL\n",
+        });
+    }
     let is_get = method == b"GET" || method == b"HEAD";
     match cfg.url.action {
         UrlAction::Reject => {
@@ -112,7 +128,8 @@ pub fn url_defense(cfg: &Config, method: &[u8], path: Option<&[u8]>, rec: &mut R
 
 /// The `Referer` with the same parameters removed; `None`: forward it as it is.
 pub fn scrub_referer(cfg: &Config, referer: Option<&[u8]>, rec: &mut Record) -> Option<Vec<u8>> {
-    let s = referer.and_then(|r| url::strip_referer(r, &cfg.url.params))?;
+    let s =
+        referer.and_then(|r| url::strip_referer(r, &cfg.url.params, cfg.url.query_semicolon))?;
     rec.count(Counter::RefererScrubbed);
     rec.debug(|| "referer scrubbed".to_string());
     Some(s.value)

@@ -30,6 +30,7 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
     let (list, changed) = harden_upstream_cookies(cfg, &resp.set_cookies, &mut rec);
     let ours = mesh_set_cookie(cfg, &mesh, resp.now);
     let cache_control = cache_headers(ours.is_some(), resp.cache_control.as_deref());
+    let no_store = targeted_cache_headers(ours.is_some(), &resp.targeted_cache);
     let set_cookies = match (ours, changed) {
         (None, false) => SetCookies::Unchanged,
         (Some(c), false) => SetCookies::Append(c),
@@ -44,6 +45,7 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
             remove,
             set_cookies,
             cache_control,
+            no_store,
         },
         record: rec,
     }
@@ -265,6 +267,16 @@ pub fn mesh_set_cookie(cfg: &Config, mesh: &MeshCookie, now: u64) -> Option<Stri
 
 /// A response that sets the mesh cookie is never stored by a shared cache: the new
 /// `Cache-Control`, if it must change.
+/// CDNs read targeted fields (RFC 9213 `CDN-Cache-Control`, `Surrogate-Control`, ...)
+/// *before* `Cache-Control`: on a response that carries the mesh cookie each one present
+/// becomes `no-store`, so no shared cache stores the cookie for the next visitor.
+pub fn targeted_cache_headers(sets_mesh_cookie: bool, present: &[&str]) -> Vec<String> {
+    if !sets_mesh_cookie {
+        return Vec::new();
+    }
+    present.iter().map(|n| n.to_string()).collect()
+}
+
 pub fn cache_headers(sets_mesh_cookie: bool, existing: Option<&[u8]>) -> Option<Vec<u8>> {
     if !sets_mesh_cookie {
         return None;

@@ -57,10 +57,10 @@ pub fn strip_path_with(path: &[u8], params: &[String], query_semicolon: bool) ->
 
 /// Strips listed parameters from a `Referer` value: an absolute URL (`scheme://authority`
 /// kept verbatim) or, failing that, a path.
-pub fn strip_referer(referer: &[u8], params: &[String]) -> Option<Stripped> {
+pub fn strip_referer(referer: &[u8], params: &[String], query_semicolon: bool) -> Option<Stripped> {
     let start = authority_end(referer);
     let (head, rest) = referer.split_at_checked(start)?;
-    let s = strip_path(rest, params)?;
+    let s = strip_path_with(rest, params, query_semicolon)?;
     let mut value = Vec::with_capacity(head.len() + s.value.len());
     value.extend_from_slice(head);
     value.extend_from_slice(&s.value);
@@ -354,7 +354,7 @@ pub(crate) mod tests {
             ),
         ];
         for (name, input, want) in cases {
-            let got = strip_referer(input.as_bytes(), &params)
+            let got = strip_referer(input.as_bytes(), &params, true)
                 .map(|s| String::from_utf8(s.value).unwrap());
             assert_eq!(got.as_deref(), want, "{name}");
         }

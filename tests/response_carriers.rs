@@ -1,0 +1,99 @@
+//! Two carriers the hostile review found on responses: targeted cache fields that let a CDN
+//! store a response carrying the mesh cookie, and a nameless upstream cookie that browsers
+//! send back as the mesh cookie.
+
+mod common;
+use common::*;
+
+const NAME: &str = "__Host-session";
+
+async fn gateway(app: &Upstream) -> Envoy {
+    EnvoyBuilder::shipped("envoy/ingress.yaml")
+        .upstream("app", app)
+        .start()
+        .await
+}
+
+const TARGETED: [&str; 5] = [
+    "cdn-cache-control",
+    "surrogate-control",
+    "cloudflare-cdn-cache-control",
+    "vercel-cdn-cache-control",
+    "edge-control",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn targeted_cache_fields_become_no_store_when_the_mesh_sets_its_cookie() {
+    let app = Upstream::start().await;
+    app.respond_with(|_| {
+        let mut r = Reply::ok().header("cache-control", "public, max-age=600");
+        for t in TARGETED {
+            r = r.header(t, "max-age=600");
+        }
+        r
+    });
+    let envoy = gateway(&app).await;
+    for h2 in [false, true] {
+        // No session: the mesh mints one and sets its cookie on this response.
+        let r = if h2 {
+            send_h2(envoy.port(), Req::get("/page")).await
+        } else {
+            send(envoy.port(), Req::get("/page")).await
+        };
+        let cookie = set_cookie_value(&r, NAME).expect("minted");
+        let cc = r.header("cache-control").unwrap();
+        assert!(cc.contains("private") && !cc.contains("public"), "{cc}");
+        for t in TARGETED {
+            assert_eq!(r.header(t).as_deref(), Some("no-store"), "{t} (h2={h2})");
+        }
+        // A valid session that needs no re-issue: the response carries no mesh cookie and
+        // the upstream's cache fields pass untouched.
+        let r = send(
+            envoy.port(),
+            Req::get("/page").header("cookie", cookie_header(&[(NAME, &cookie)])),
+        )
+        .await;
+        assert!(set_cookie(&r, NAME).is_none());
+        for t in TARGETED {
+            assert_eq!(r.header(t).as_deref(), Some("max-age=600"), "{t} untouched");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nameless_upstream_cookie_carrying_the_mesh_cookie_is_blocked() {
+    let app = Upstream::start().await;
+    let planted = [
+        "=__Host-session=v1.k1.AAAA.BBBB; Path=/; Secure",
+        " = __HOST-SESSION = v1.k1.AAAA.BBBB; Path=/; Secure",
+        "=__host-session; Path=/",
+        "__Host-session; Path=/",
+    ];
+    app.respond_with(move |_| {
+        let mut r = Reply::ok().header("set-cookie", "theme=dark; Path=/; Secure; SameSite=Lax");
+        for p in planted {
+            r = r.header("set-cookie", p);
+        }
+        r
+    });
+    let envoy = gateway(&app).await;
+    for h2 in [false, true] {
+        let r = if h2 {
+            send_h2(envoy.port(), Req::get("/reflect")).await
+        } else {
+            send(envoy.port(), Req::get("/reflect")).await
+        };
+        let all = r.header_all("set-cookie");
+        assert_eq!(all.len(), 2, "theme and the mesh's own: {all:?}");
+        assert!(all.iter().any(|c| c.starts_with("theme=dark")));
+        assert!(all.iter().any(|c| c.starts_with("__Host-session=v1.")));
+        assert!(
+            !all.iter().any(|c| c.trim_start().starts_with('=')),
+            "{all:?}"
+        );
+    }
+    assert_eq!(
+        envoy.counter("session_guard.upstream_cookie.blocked").await,
+        2 * planted.len() as u64
+    );
+}
