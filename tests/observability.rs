@@ -1,11 +1,5 @@
 //! What operators observe, in the real Envoy: a counter for every decision with exact
 //! deltas, names that match the README, logs without secrets, monitor mode byte for byte.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 use common::*;

@@ -1,11 +1,5 @@
 //! Defense 3 in the real Envoy: rotation on the auth upstream's signal, and the session
 //! fixation attack shown dead, end to end.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 use common::*;
