@@ -2,6 +2,9 @@
 //! manifests agree with each other; the shipped WasmPlugin converts to the ECDS resource istiod
 //! and istio-agent produce; the monitoring's PromQL name regexes match what Envoy exports under
 //! every Istio naming. The same conversion then runs in a real Envoy in tests/istio_delivery.rs.
+// Test code throughout (always true under `cargo test`): so clippy.toml's allow-*-in-tests also
+// cover the helpers here, which fail like tests do (rust-clippy#13981).
+#![cfg(test)]
 
 mod common;
 
@@ -17,6 +20,13 @@ use serde_yaml::Value as Yaml;
 fn wasmplugin_converts_to_the_ecds_resource_istiod_and_istio_agent_produce() {
     let plugin = wasmplugin(GATEWAY_PLUGIN);
     let names = names_of(&plugin, ISTIO_MINOR);
+    let ec = istiod_converts_the_shipped_plugin(&plugin, &names);
+    istio_agent_localizes_it(ec);
+    variants_convert_too(&plugin, &names);
+}
+
+/// istiod: the resource name and every field of the shipped gateway WasmPlugin's resource.
+fn istiod_converts_the_shipped_plugin(plugin: &Yaml, names: &IstioNames) -> Json {
     assert_eq!(
         names.resource,
         "extensions.istio.io/trafficextension/istio-system.session-guard~istio-translated-wasmplugin"
@@ -25,7 +35,7 @@ fn wasmplugin_converts_to_the_ecds_resource_istiod_and_istio_agent_produce() {
         istiod_names("istio-system", "session-guard", 29).resource,
         "extensions.istio.io/wasmplugin/istio-system.session-guard"
     );
-    let ec = istiod_extension_config(&applied(&plugin, 7, &["k2", "k1"]), &names);
+    let ec = istiod_extension_config(&applied(plugin, 7, &["k2", "k1"]), names);
     let config = &ec["typed_config"]["config"];
     assert_eq!(ec["typed_config"]["@type"], WASM_FILTER);
     assert_eq!(
@@ -37,7 +47,7 @@ fn wasmplugin_converts_to_the_ecds_resource_istiod_and_istio_agent_produce() {
     assert_eq!(config["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
     assert_eq!(
         config["vm_config"]["code"]["remote"]["http_uri"]["uri"],
-        str_at(&plugin, &["spec", "url"])
+        str_at(plugin, &["spec", "url"])
     );
     let env = &config["vm_config"]["environment_variables"];
     assert_eq!(
@@ -61,8 +71,11 @@ fn wasmplugin_converts_to_the_ecds_resource_istiod_and_istio_agent_produce() {
         serde_json::from_str::<Json>(value).unwrap(),
         to_json(&plugin["spec"]["pluginConfig"])
     );
+    ec
+}
 
-    // istio-agent: local code, ISTIO_META_* gone, HOST keys kept.
+/// istio-agent: local code, ISTIO_META_* gone, HOST keys kept.
+fn istio_agent_localizes_it(ec: Json) {
     let local = istio_agent_localize(ec, Path::new("/var/lib/istio/data/x.wasm"));
     let vm = &local["typed_config"]["config"]["vm_config"];
     assert_eq!(
@@ -73,8 +86,10 @@ fn wasmplugin_converts_to_the_ecds_resource_istiod_and_istio_agent_produce() {
         vm["environment_variables"],
         json!({"host_env_keys": ["SESSION_GUARD_KEY_K2", "SESSION_GUARD_KEY_K1"]})
     );
+}
 
-    // Variants: INLINE env, the other fail strategies, no strategy at all.
+/// Variants: INLINE env, the other fail strategies, no strategy at all.
+fn variants_convert_too(plugin: &Yaml, names: &IstioNames) {
     let mut p = plugin.clone();
     p["spec"]["vmConfig"]["env"] = to_yaml(&json!([
         {"name": "A", "value": "1"},
@@ -82,7 +97,7 @@ fn wasmplugin_converts_to_the_ecds_resource_istiod_and_istio_agent_produce() {
         {"name": "C", "valueFrom": "HOST"},
     ]));
     p["spec"]["failStrategy"] = Yaml::from("FAIL_OPEN");
-    let ec = istiod_extension_config(&p, &names);
+    let ec = istiod_extension_config(&p, names);
     let config = &ec["typed_config"]["config"];
     assert_eq!(config["failure_policy"], "FAIL_OPEN");
     let local = istio_agent_localize(ec.clone(), Path::new("/m.wasm"));
@@ -92,12 +107,12 @@ fn wasmplugin_converts_to_the_ecds_resource_istiod_and_istio_agent_produce() {
     );
     p["spec"]["failStrategy"] = Yaml::from("FAIL_CLOSE");
     assert_eq!(
-        istiod_extension_config(&p, &names)["typed_config"]["config"]["failure_policy"],
+        istiod_extension_config(&p, names)["typed_config"]["config"]["failure_policy"],
         "FAIL_CLOSED"
     );
     p["spec"].as_mapping_mut().unwrap().remove("failStrategy");
     p["spec"]["vmConfig"]["env"] = to_yaml(&json!([]));
-    let ec = istiod_extension_config(&p, &names);
+    let ec = istiod_extension_config(&p, names);
     assert_eq!(
         ec["typed_config"]["config"]["failure_policy"],
         "FAIL_CLOSED"
@@ -115,6 +130,13 @@ fn wasmplugin_converts_to_the_ecds_resource_istiod_and_istio_agent_produce() {
 /// agree with each other (what istio/check.sh checks, without Python or promtool).
 #[test]
 fn istio_manifests_parse_and_agree() {
+    let docs = every_file_parses();
+    wasmplugins_agree_with_their_patches_and_the_secret(&docs);
+    vm_reload_regexes_match_under_every_istio_naming();
+}
+
+/// Every YAML file (all its documents) and the dashboard parse; the expected kinds are there.
+fn every_file_parses() -> BTreeMap<String, Vec<Yaml>> {
     let dir = repo().join("istio");
     let mut docs: BTreeMap<String, Vec<Yaml>> = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).expect("read istio/") {
@@ -159,8 +181,11 @@ fn istio_manifests_parse_and_agree() {
     }
     let panels = dashboard()["panels"].as_array().map_or(0, Vec::len);
     assert!(panels > 0, "dashboard.json has no panels");
+    docs
+}
 
-    // WasmPlugins: every secret_env is a HOST variable; fail closed; AUTHN; same config shape.
+/// WasmPlugins: every secret_env is a HOST variable; fail closed; AUTHN; same config shape.
+fn wasmplugins_agree_with_their_patches_and_the_secret(docs: &BTreeMap<String, Vec<Yaml>>) {
     let secret = &docs["secret.yaml"][0];
     let secret_keys: BTreeSet<&str> = secret["stringData"]
         .as_mapping()
@@ -168,51 +193,13 @@ fn istio_manifests_parse_and_agree() {
         .keys()
         .filter_map(Yaml::as_str)
         .collect();
-    let shape = |cfg: &Yaml| -> BTreeMap<String, BTreeSet<String>> {
-        cfg.as_mapping()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| {
-                let inner = v
-                    .as_mapping()
-                    .map(|m| {
-                        m.keys()
-                            .filter_map(Yaml::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (k.as_str().unwrap().to_owned(), inner)
-            })
-            .collect()
-    };
     let mut shapes = Vec::new();
     for (file, patch) in [
         (GATEWAY_PLUGIN, "gateway-patch.yaml"),
         (SIDECAR_PLUGIN, "sidecar-patch.yaml"),
     ] {
         let p = wasmplugin(file);
-        let spec = &p["spec"];
-        assert_eq!(spec["phase"].as_str(), Some("AUTHN"), "{file}");
-        assert_ne!(spec["failStrategy"].as_str(), Some("FAIL_OPEN"), "{file}");
-        assert_eq!(spec["pluginName"].as_str(), Some("session_guard"), "{file}");
-        let host: BTreeSet<&str> = spec["vmConfig"]["env"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .filter(|e| e["valueFrom"].as_str() == Some("HOST"))
-            .map(|e| str_at(e, &["name"]))
-            .collect();
-        let wanted: BTreeSet<&str> = spec["pluginConfig"]["keys"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|k| str_at(k, &["secret_env"]))
-            .collect();
-        assert!(
-            wanted.is_subset(&host),
-            "{file}: {wanted:?} not all HOST in {host:?}"
-        );
+        let wanted = secret_envs_are_host_variables(file, &p);
         // The patch puts each of them into istio-proxy's env from the Secret.
         let containers = docs[patch][0]["spec"]["template"]["spec"]["containers"]
             .as_sequence()
@@ -237,15 +224,64 @@ fn istio_manifests_parse_and_agree() {
         }
         // istiod can express the plugin (the conversion panics on what it cannot).
         istiod_extension_config(&p, &names_of(&p, ISTIO_MINOR));
-        shapes.push(shape(&spec["pluginConfig"]));
+        shapes.push(config_shape(&p["spec"]["pluginConfig"]));
     }
     assert_eq!(
         shapes[0], shapes[1],
         "the WasmPlugins' pluginConfig shapes differ"
     );
+}
 
-    // Monitoring: the VM-reload regexes match the plugin's metric under every Istio naming, for
-    // both WasmPlugins.
+/// The plugin is an AUTHN, fail-closed `session_guard`, and every `secret_env` of its key ring
+/// is a HOST variable of `vmConfig.env`; returns those variables.
+fn secret_envs_are_host_variables<'a>(file: &str, p: &'a Yaml) -> BTreeSet<&'a str> {
+    let spec = &p["spec"];
+    assert_eq!(spec["phase"].as_str(), Some("AUTHN"), "{file}");
+    assert_ne!(spec["failStrategy"].as_str(), Some("FAIL_OPEN"), "{file}");
+    assert_eq!(spec["pluginName"].as_str(), Some("session_guard"), "{file}");
+    let host: BTreeSet<&str> = spec["vmConfig"]["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|e| e["valueFrom"].as_str() == Some("HOST"))
+        .map(|e| str_at(e, &["name"]))
+        .collect();
+    let wanted: BTreeSet<&str> = spec["pluginConfig"]["keys"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| str_at(k, &["secret_env"]))
+        .collect();
+    assert!(
+        wanted.is_subset(&host),
+        "{file}: {wanted:?} not all HOST in {host:?}"
+    );
+    wanted
+}
+
+/// A pluginConfig's shape: each top-level key with the keys of its object value.
+fn config_shape(cfg: &Yaml) -> BTreeMap<String, BTreeSet<String>> {
+    cfg.as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let inner = v
+                .as_mapping()
+                .map(|m| {
+                    m.keys()
+                        .filter_map(Yaml::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            (k.as_str().unwrap().to_owned(), inner)
+        })
+        .collect()
+}
+
+/// Monitoring: the VM-reload regexes match the plugin's metric under every Istio naming, for
+/// both WasmPlugins.
+fn vm_reload_regexes_match_under_every_istio_naming() {
     for file in [GATEWAY_PLUGIN, SIDECAR_PLUGIN] {
         let p = wasmplugin(file);
         for minor in [20, 21, 26, 30] {

@@ -20,46 +20,7 @@ pub async fn raw_h2(
     path: &[u8],
     headers: &[(&str, &[u8])],
 ) -> Result<u16, String> {
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = u32::try_from(payload.len()).expect("frame size");
-        let mut f = len.to_be_bytes()[1..].to_vec();
-        f.extend_from_slice(&[kind, flags]);
-        f.extend_from_slice(&stream.to_be_bytes());
-        f.extend_from_slice(payload);
-        f
-    }
-    fn hpack_int(out: &mut Vec<u8>, first: u8, prefix_bits: u32, mut v: usize) {
-        let max = (1usize << prefix_bits) - 1;
-        if v < max {
-            out.push(first | v as u8);
-            return;
-        }
-        out.push(first | max as u8);
-        v -= max;
-        while v >= 128 {
-            out.push((v % 128) as u8 | 0x80);
-            v /= 128;
-        }
-        out.push(v as u8);
-    }
-    let mut block = Vec::new();
-    let pseudo: [(&str, &[u8]); 4] = [
-        (":method", method.as_bytes()),
-        (":scheme", b"http"),
-        (":authority", b"localhost"),
-        (":path", path),
-    ];
-    for (name, value) in pseudo.iter().chain(headers) {
-        // Literal header field without indexing, new name (RFC 7541 §6.2.2).
-        block.push(0);
-        hpack_int(&mut block, 0, 7, name.len());
-        block.extend_from_slice(name.as_bytes());
-        hpack_int(&mut block, 0, 7, value.len());
-        block.extend_from_slice(value);
-    }
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
-    out.extend(frame(0x1, 0x4 | 0x1, 1, &block)); // HEADERS, END_HEADERS | END_STREAM
+    let out = h2_request(method, path, headers);
     let work = async move {
         let mut stream = TcpStream::connect(("127.0.0.1", port))
             .await
@@ -91,6 +52,56 @@ pub async fn raw_h2(
         }
     };
     within(REQUEST_TIMEOUT, work).await?
+}
+
+/// The client's bytes: the connection preface, SETTINGS, and one HEADERS frame (stream 1,
+/// END_STREAM) carrying the request as HPACK literals.
+fn h2_request(method: &str, path: &[u8], headers: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut block = Vec::new();
+    let pseudo: [(&str, &[u8]); 4] = [
+        (":method", method.as_bytes()),
+        (":scheme", b"http"),
+        (":authority", b"localhost"),
+        (":path", path),
+    ];
+    for (name, value) in pseudo.iter().chain(headers) {
+        // Literal header field without indexing, new name (RFC 7541 §6.2.2).
+        block.push(0);
+        hpack_int(&mut block, 0, 7, name.len());
+        block.extend_from_slice(name.as_bytes());
+        hpack_int(&mut block, 0, 7, value.len());
+        block.extend_from_slice(value);
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    out.extend(frame(0x1, 0x4 | 0x1, 1, &block)); // HEADERS, END_HEADERS | END_STREAM
+    out
+}
+
+/// One HTTP/2 frame (RFC 9113 §4.1).
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("frame size");
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An HPACK integer with a `prefix_bits`-bit prefix (RFC 7541 §5.1).
+fn hpack_int(out: &mut Vec<u8>, first: u8, prefix_bits: u32, mut v: usize) {
+    let max = (1usize << prefix_bits) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
 }
 
 /// `:status` from the first field of a response HEADERS frame payload.

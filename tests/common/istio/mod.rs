@@ -206,12 +206,40 @@ pub fn protojson_compact(v: &Json) -> String {
 ///   `ISTIO_META_WASM_PLUGIN_RESOURCE_VERSION` (`metadata.resourceVersion`)
 pub fn istiod_extension_config(plugin: &Yaml, names: &IstioNames) -> Json {
     let spec = &plugin["spec"];
-    let namespace = str_at(plugin, &["metadata", "namespace"]);
     assert!(
         matches!(spec["type"].as_str(), None | Some("HTTP")),
         "only HTTP plugins are modelled"
     );
+    let environment = vm_environment(plugin);
+    let code = vm_code(plugin);
+    let failure_policy = failure_policy(spec);
 
+    let mut config = json!({
+        "name": names.plugin,
+        "root_id": spec["pluginName"].as_str().unwrap_or_default(),
+        "vm_config": {
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": code,
+            "environment_variables": environment,
+        },
+        "failure_policy": failure_policy,
+    });
+    let plugin_config = to_json(&spec["pluginConfig"]);
+    if plugin_config.as_object().is_some_and(|m| !m.is_empty()) {
+        config["configuration"] =
+            json!({"@type": STRING_VALUE, "value": protojson_compact(&plugin_config)});
+    }
+    json!({
+        "name": names.resource,
+        "typed_config": {"@type": WASM_FILTER, "config": config},
+    })
+}
+
+/// `vm_config.environment_variables`: the `ISTIO_META_*` values istio-agent reads, then
+/// `vmConfig.env` (INLINE into `key_values`, HOST into `host_env_keys`).
+fn vm_environment(plugin: &Yaml) -> Json {
+    let spec = &plugin["spec"];
+    let namespace = str_at(plugin, &["metadata", "namespace"]);
     let mut key_values = serde_json::Map::new();
     if let Some(secret) = spec["imagePullSecret"].as_str().filter(|s| !s.is_empty()) {
         key_values.insert(
@@ -253,9 +281,14 @@ pub fn istiod_extension_config(plugin: &Yaml, names: &IstioNames) -> Json {
         }
     }
     environment["key_values"] = Json::Object(key_values);
+    environment
+}
 
+/// `vm_config.code`: remote (`oci://`, `http(s)://`) or local (`file://`).
+fn vm_code(plugin: &Yaml) -> Json {
+    let spec = &plugin["spec"];
     let url = str_at(plugin, &["spec", "url"]);
-    let code = if let Some(path) = url.strip_prefix("file://") {
+    if let Some(path) = url.strip_prefix("file://") {
         json!({"local": {"filename": path}})
     } else {
         assert!(
@@ -268,34 +301,17 @@ pub fn istiod_extension_config(plugin: &Yaml, names: &IstioNames) -> Json {
             "http_uri": {"uri": url, "timeout": "30s", "cluster": "_"},
             "sha256": spec["sha256"].as_str().unwrap_or_default(),
         }})
-    };
+    }
+}
 
-    let failure_policy = match spec["failStrategy"].as_str().unwrap_or("FAIL_CLOSE") {
+/// `failStrategy` as Envoy's `failure_policy` (proxies of Istio >= 1.25).
+fn failure_policy(spec: &Yaml) -> &'static str {
+    match spec["failStrategy"].as_str().unwrap_or("FAIL_CLOSE") {
         "FAIL_CLOSE" => "FAIL_CLOSED",
         "FAIL_OPEN" => "FAIL_OPEN",
         "FAIL_RELOAD" => "FAIL_RELOAD",
         other => panic!("unknown failStrategy {other}"),
-    };
-
-    let mut config = json!({
-        "name": names.plugin,
-        "root_id": spec["pluginName"].as_str().unwrap_or_default(),
-        "vm_config": {
-            "runtime": "envoy.wasm.runtime.v8",
-            "code": code,
-            "environment_variables": environment,
-        },
-        "failure_policy": failure_policy,
-    });
-    let plugin_config = to_json(&spec["pluginConfig"]);
-    if plugin_config.as_object().is_some_and(|m| !m.is_empty()) {
-        config["configuration"] =
-            json!({"@type": STRING_VALUE, "value": protojson_compact(&plugin_config)});
     }
-    json!({
-        "name": names.resource,
-        "typed_config": {"@type": WASM_FILTER, "config": config},
-    })
 }
 
 /// What istio-agent hands Envoy instead (istio `pkg/wasm/convert.go`, `rewriteVMConfig`): the

@@ -27,21 +27,7 @@ pub fn ecds_bootstrap(root: &mut Yaml, resource: &str, ecds_file: &Path, trusted
         "id": "router~127.0.0.1~istio-ingressgateway-test.istio-system~istio-system.svc.cluster.local",
         "cluster": "istio-ingressgateway.istio-system",
     }));
-    let discovery = to_yaml(&json!({
-        "name": resource,
-        "config_discovery": {
-            "config_source": {
-                "path_config_source": {
-                    "path": ecds_file.display().to_string(),
-                    "watched_directory": {"path": ecds_file.parent().unwrap().display().to_string()},
-                },
-                "resource_api_version": "V3",
-                // As istiod: no traffic before the first configuration (a security filter).
-                "initial_fetch_timeout": "0s",
-            },
-            "type_urls": [WASM_FILTER, RBAC_FILTER],
-        },
-    }));
+    let discovery = discovery_filter(resource, ecds_file);
     let mut shipped_trusted = None;
     let static_resources = root.get_mut("static_resources").expect("static_resources");
     for listener in seq_mut(static_resources, "listeners") {
@@ -92,6 +78,26 @@ pub fn ecds_bootstrap(root: &mut Yaml, resource: &str, ecds_file: &Path, trusted
         }
     }
     assert_eq!(renamed, 1, "cluster {from} not found");
+}
+
+/// The HTTP filter istiod puts in the plugin's place: an ECDS `config_discovery` named
+/// `resource`, here reading `ecds_file` (and watching its directory) instead of ADS.
+fn discovery_filter(resource: &str, ecds_file: &Path) -> Yaml {
+    to_yaml(&json!({
+        "name": resource,
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": {
+                    "path": ecds_file.display().to_string(),
+                    "watched_directory": {"path": ecds_file.parent().unwrap().display().to_string()},
+                },
+                "resource_api_version": "V3",
+                // As istiod: no traffic before the first configuration (a security filter).
+                "initial_fetch_timeout": "0s",
+            },
+            "type_urls": [WASM_FILTER, RBAC_FILTER],
+        },
+    }))
 }
 
 /// ECDS counters of one resource (`extension_config_discovery.http_filter.<name>.*`).
