@@ -1,11 +1,5 @@
 //! What operators observe, in the real Envoy: a counter for every decision with exact
 //! deltas, names that match docs/operations.md, logs without secrets, monitor mode byte for byte.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 use common::*;
@@ -40,20 +34,10 @@ fn want(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-struct Mesh {
-    app: Upstream,
-    auth: Upstream,
-    _api: Upstream,
-    envoy: Envoy,
-}
-
+/// The shared [`Mesh`]: `auth` signals what its path names (`/auth/login?user=U` signals login
+/// as U), `api` signals login from an untrusted cluster; `debug` logs the filter at debug level.
 async fn mesh(config: Option<String>, debug: bool) -> Mesh {
-    let (app, auth, api) = (
-        Upstream::start().await,
-        Upstream::start().await,
-        Upstream::start().await,
-    );
-    auth.respond_with(|r| {
+    let auth = |r: &Recorded| {
         let p = r.path_str();
         let signal = p
             .trim_start_matches("/auth/")
@@ -66,22 +50,16 @@ async fn mesh(config: Option<String>, debug: bool) -> Mesh {
             reply = reply.header("x-session-guard-subject", u);
         }
         reply
-    });
-    api.respond_with(|_| Reply::ok().header("x-session-guard", "login"));
-    let mut b = EnvoyBuilder::shipped("envoy/ingress.yaml")
-        .upstream("app", &app)
-        .upstream("auth", &auth)
-        .upstream("api", &api)
-        .component_log_level(if debug { "wasm:debug" } else { "wasm:info" });
-    if let Some(c) = config {
-        b = b.filter_config(c);
-    }
-    Mesh {
-        app,
-        auth,
-        _api: api,
-        envoy: b.start().await,
-    }
+    };
+    let api = |_: &Recorded| Reply::ok().header("x-session-guard", "login");
+    Mesh::start(auth, api, |b| {
+        let b = b.component_log_level(if debug { "wasm:debug" } else { "wasm:info" });
+        match config {
+            Some(c) => b.filter_config(c),
+            None => b,
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,26 +1,12 @@
 //! Defense 3 in the real Envoy: rotation on the auth upstream's signal, and the session
 //! fixation attack shown dead, end to end.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 use common::*;
 
 const NAME: &str = "__Host-session";
 
-/// The shipped ingress: `app`, `auth` (the only cluster allowed to signal) and `api`.
 /// `auth` answers like a login handler: `/auth/login?user=U` signals login as U.
-struct Mesh {
-    app: Upstream,
-    auth: Upstream,
-    api: Upstream,
-    envoy: Envoy,
-}
-
 fn auth_responder(r: &Recorded) -> Reply {
     let path = r.path_str();
     let query = path
@@ -53,57 +39,19 @@ fn auth_responder(r: &Recorded) -> Reply {
     reply
 }
 
+/// The shared [`Mesh`]; `api` is an app that tries to log users in itself: its signal must
+/// be ignored.
 async fn mesh(config: Option<&str>) -> Mesh {
-    let (app, auth, api) = (
-        Upstream::start().await,
-        Upstream::start().await,
-        Upstream::start().await,
-    );
-    auth.respond_with(auth_responder);
-    // An app that tries to log users in itself: its signal must be ignored.
-    api.respond_with(|_| {
+    let api = |_: &Recorded| {
         Reply::ok()
             .header("x-session-guard", "login")
             .header("x-session-guard-subject", "mallory")
-    });
-    let mut b = EnvoyBuilder::shipped("envoy/ingress.yaml")
-        .upstream("app", &app)
-        .upstream("auth", &auth)
-        .upstream("api", &api);
-    if let Some(c) = config {
-        b = b.filter_config(c);
-    }
-    let envoy = b.start().await;
-    Mesh {
-        app,
-        auth,
-        api,
-        envoy,
-    }
-}
-
-impl Mesh {
-    async fn get(&self, path: &str, cookie: Option<&str>) -> Resp {
-        let mut req = Req::get(path);
-        if let Some(c) = cookie {
-            req = req.header("cookie", format!("{NAME}={c}"));
-        }
-        send(self.envoy.port(), req).await
-    }
-
-    /// Who the app thinks this cookie is: (x-session-id, x-session-subject).
-    async fn whoami(&self, cookie: &str) -> (String, Option<String>) {
-        self.get("/whoami", Some(cookie)).await;
-        let r = self.app.last().unwrap();
-        (
-            r.header("x-session-id").unwrap(),
-            r.header("x-session-subject"),
-        )
-    }
-
-    async fn new_session(&self) -> String {
-        set_cookie_value(&self.get("/", None).await, NAME).unwrap()
-    }
+    };
+    Mesh::start(auth_responder, api, |b| match config {
+        Some(c) => b.filter_config(c),
+        None => b,
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
