@@ -43,10 +43,6 @@ fn crumb(piece: &[u8]) -> Option<Crumb<'_>> {
     })
 }
 
-fn is_mesh(piece: &[u8], name: &[u8]) -> bool {
-    crumb(piece).is_some_and(|c| c.name.eq_ignore_ascii_case(name))
-}
-
 /// Finds the mesh cookie `name` in every Cookie header value. Does not allocate.
 pub fn find<'a>(headers: &[&'a [u8]], name: &[u8]) -> Found<'a> {
     let mut found = Found::default();
@@ -75,14 +71,37 @@ pub enum Rewrite {
 }
 
 pub fn without_mesh_cookie(header: &[u8], name: &[u8]) -> Rewrite {
-    if !header.split(|&b| b == b';').any(|p| is_mesh(p, name)) {
+    retain(header, |c| !c.name.eq_ignore_ascii_case(name))
+}
+
+/// Every `name=value` crumb of a Cookie header value (pieces without `=` skipped).
+pub fn crumbs(header: &[u8]) -> impl Iterator<Item = Crumb<'_>> {
+    header.split(|&b| b == b';').filter_map(crumb)
+}
+
+/// A Cookie header value without the crumbs `keep` refuses; every kept byte as sent.
+/// `keep` is called once per crumb, in order. Pieces without `=` are always kept.
+pub fn retain(header: &[u8], mut keep: impl FnMut(&Crumb<'_>) -> bool) -> Rewrite {
+    let mut drop_at: Vec<usize> = Vec::new();
+    for (i, piece) in header.split(|&b| b == b';').enumerate() {
+        if crumb(piece).is_some_and(|c| !keep(&c)) {
+            drop_at.push(i);
+        }
+    }
+    if drop_at.is_empty() {
         return Rewrite::Keep;
     }
+    rebuild(header, &drop_at)
+}
+
+fn rebuild(header: &[u8], drop_at: &[usize]) -> Rewrite {
     let mut out = Vec::with_capacity(header.len());
     let mut first_removed = false;
     let mut kept_any = false;
+    // `drop_at` is ascending: one pass, whatever the number of crumbs.
+    let mut drops = drop_at.iter().peekable();
     for (i, piece) in header.split(|&b| b == b';').enumerate() {
-        if is_mesh(piece, name) {
+        if drops.next_if(|&&d| d == i).is_some() {
             if i == 0 {
                 first_removed = true;
             }

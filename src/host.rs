@@ -179,6 +179,22 @@ pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
     }
 }
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+}
+
+/// Sets filter state `wasm.<path>` (Envoy); a status other than Ok is an error, never a panic.
+pub fn set_property(path: &str, value: &[u8]) -> Result<(), Status> {
+    // SAFETY: pointers describe live slices for the duration of the call.
+    ok(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+}
+
 /// A property such as `["xds", "cluster_name"]`; `None` when absent or on any error.
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     let serialized = path.join("\0");
@@ -313,6 +329,9 @@ impl Host for WasmHost {
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         property(path)
+    }
+    fn set_property(&self, path: &str, value: &[u8]) -> Result<(), HostError> {
+        set_property(path, value).map_err(|_| HostError)
     }
     fn plugin_configuration(&self) -> Result<Vec<u8>, HostError> {
         plugin_configuration().map_err(|_| HostError)

@@ -33,6 +33,8 @@ pub trait Host {
     fn remove_header(&self, map: Map, name: &str) -> Result<(), HostError>;
     /// A property such as `["xds", "cluster_name"]`; `None` when absent or on any error.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Sets a property (Envoy: filter state `wasm.<path>`, read by access logs and traces).
+    fn set_property(&self, path: &str, value: &[u8]) -> Result<(), HostError>;
     /// The filter's configuration bytes (empty when none was given).
     fn plugin_configuration(&self) -> Result<Vec<u8>, HostError>;
     /// Seconds since the Unix epoch; 0 if the clock is unavailable.

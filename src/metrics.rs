@@ -40,6 +40,14 @@ counters! {
     InvalidOversized => "session_guard.session.invalid.oversized", "mesh cookies longer than 4096 bytes";
     InvalidExpiredAbsolute => "session_guard.session.invalid.expired_absolute", "mesh cookies older than cookie.max_age_s";
     InvalidExpiredIdle => "session_guard.session.invalid.expired_idle", "mesh cookies unused for longer than cookie.idle_timeout_s";
+    InvalidRevoked => "session_guard.session.invalid.revoked", "mesh cookies of sessions revoked by configuration (revoke.not_before, revoke.subjects, revoke.sessions)";
+    InvalidWrongScope => "session_guard.session.invalid.wrong_scope", "mesh cookies minted for another scope (cookie.scope: another host or tenant)";
+    ClientChanged => "session_guard.session.client_changed", "valid sessions presented by a client whose User-Agent fingerprint differs from the one recorded at minting or rotation";
+    AppCookieBound => "session_guard.app_cookie.bound", "app session cookies bound to the mesh session (an upstream Set-Cookie of an app_cookies name)";
+    AppCookieUnbound => "session_guard.app_cookie.unbound", "app session cookies removed from a request because their value is not bound to the request's mesh session";
+    AppCookieAdopted => "session_guard.app_cookie.adopted", "unbound app session cookies bound instead of removed (app_cookies.adopt_until window)";
+    AppCookieReleased => "session_guard.app_cookie.released", "app cookie bindings removed because the upstream deleted the cookie";
+    AppCookieOverLimit => "session_guard.app_cookie.over_limit", "app cookie bindings beyond 8 per session; the oldest binding was dropped";
     InvalidDuplicate => "session_guard.session.invalid.duplicate", "requests with two or more mesh cookies (a tossed cookie): none used";
     RotationLogin => "session_guard.rotation.login", "session IDs rotated on a login signal";
     RotationPrivilege => "session_guard.rotation.privilege", "session IDs rotated on a privilege signal";

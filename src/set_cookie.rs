@@ -165,6 +165,104 @@ pub fn cache_control_with_cookie(existing: Option<&[u8]>) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// An upstream `Set-Cookie` as app-cookie binding reads it: `(name, value, deleting)`.
+/// `deleting`: `Max-Age` of zero or less, or (without `Max-Age`, which wins) an `Expires` in
+/// the past. `None` for a value without a name.
+pub fn parse_app_cookie(value: &[u8], now: u64) -> Option<(&[u8], &[u8], bool)> {
+    let mut parts = value.split(|&b| b == b';');
+    let pair = parts.next()?;
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    let name = trim(pair.get(..eq)?);
+    let val = trim(pair.get(eq + 1..)?);
+    if name.is_empty() {
+        return None;
+    }
+    let (mut max_age, mut expires) = (None, None);
+    for attr in parts {
+        let (k, v) = match attr.iter().position(|&b| b == b'=') {
+            Some(i) => (trim(attr.get(..i)?), trim(attr.get(i + 1..)?)),
+            None => (trim(attr), &b""[..]),
+        };
+        if k.eq_ignore_ascii_case(b"max-age") {
+            max_age = Some(v.first() == Some(&b'-') || v.iter().all(|&b| b == b'0'));
+        } else if k.eq_ignore_ascii_case(b"expires") {
+            expires = http_date(v).map(|t| t <= now);
+        }
+    }
+    Some((name, val, max_age.or(expires).unwrap_or(false)))
+}
+
+/// Seconds since the epoch of a cookie date (IMF-fixdate, RFC 850, asctime), read as
+/// browsers do: a `hh:mm:ss` token, a day, a month name, a year (two digits: 70-99 are 19xx).
+pub fn http_date(v: &[u8]) -> Option<u64> {
+    let (mut day, mut month, mut year, mut time) = (None, None, None, None);
+    for tok in v
+        .split(|&b| matches!(b, b' ' | b',' | b'-' | b'\t'))
+        .filter(|t| !t.is_empty())
+    {
+        if tok.contains(&b':') && time.is_none() {
+            time = hms(tok);
+        } else if let Some(m) = month_of(tok).filter(|_| month.is_none()) {
+            month = Some(m);
+        } else if let Some(n) = number(tok) {
+            if tok.len() <= 2 && day.is_none() {
+                day = Some(n);
+            } else if year.is_none() {
+                year = Some(if tok.len() <= 2 && n >= 70 {
+                    1900 + n
+                } else if tok.len() <= 2 {
+                    2000 + n
+                } else {
+                    n
+                });
+            }
+        }
+    }
+    let (d, m, y, t) = (day?, month?, year?, time?);
+    if !(1..=31).contains(&d) || y < 1601 {
+        return None;
+    }
+    days_from_civil(y, m, d)?
+        .checked_mul(86_400)?
+        .checked_add(t)
+}
+
+fn number(tok: &[u8]) -> Option<u64> {
+    if tok.is_empty() || tok.len() > 4 || !tok.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(tok).ok()?.parse().ok()
+}
+
+fn hms(tok: &[u8]) -> Option<u64> {
+    let mut it = tok.split(|&b| b == b':').map(number);
+    let (h, m, s) = (it.next()??, it.next()??, it.next()??);
+    (h < 24 && m < 60 && s < 61).then_some(h * 3600 + m * 60 + s)
+}
+
+fn month_of(tok: &[u8]) -> Option<u64> {
+    const MONTHS: [&[u8]; 12] = [
+        b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+        b"dec",
+    ];
+    let head = tok.get(..3)?;
+    MONTHS
+        .iter()
+        .position(|m| head.eq_ignore_ascii_case(m))
+        .map(|i| i as u64 + 1)
+}
+
+/// Days since 1970-01-01 (H. Hinnant's algorithm); `None` before the epoch.
+fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).checked_sub(719_468)
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -355,5 +453,64 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn app_cookie_deletion_is_recognised() {
+        let now = 1_800_000_000;
+        for (v, want) in [
+            (
+                "connect.sid=s%3Aabc; Path=/; HttpOnly",
+                Some(("connect.sid", "s%3Aabc", false)),
+            ),
+            (
+                "PHPSESSID=deleted; expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0; path=/",
+                Some(("PHPSESSID", "deleted", true)),
+            ),
+            (
+                "sessionid=\"\"; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/",
+                Some(("sessionid", "\"\"", true)),
+            ),
+            (
+                "connect.sid=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                Some(("connect.sid", "", true)),
+            ),
+            (
+                "a=1; Expires=Wed, 01 Jan 2053 00:00:00 GMT",
+                Some(("a", "1", false)),
+            ),
+            (
+                "a=1; Max-Age=60; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                Some(("a", "1", false)),
+            ),
+            ("a=1; Max-Age=-1", Some(("a", "1", true))),
+            (
+                "a=1; expires=Sunday, 06-Nov-94 08:49:37 GMT",
+                Some(("a", "1", true)),
+            ),
+            (
+                "a=1; expires=Sun Nov  6 08:49:37 2094",
+                Some(("a", "1", false)),
+            ),
+            ("a=1; expires=garbage", Some(("a", "1", false))),
+            ("=x", None),
+            ("novalue", None),
+        ] {
+            let got = parse_app_cookie(v.as_bytes(), now).map(|(n, v, d)| {
+                (
+                    String::from_utf8(n.to_vec()).unwrap(),
+                    String::from_utf8(v.to_vec()).unwrap(),
+                    d,
+                )
+            });
+            let want = want.map(|(n, v, d)| (n.to_string(), v.to_string(), d));
+            assert_eq!(got, want, "{v}");
+        }
+        assert_eq!(http_date(b"Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(http_date(b"Sun Nov  6 08:49:37 1994"), Some(784_111_777));
     }
 }

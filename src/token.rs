@@ -1,30 +1,48 @@
 //! The mesh session cookie value: mint, sign, verify.
 //!
-//! Format (version 1), all ASCII, at most 4096 bytes:
+//! Format (version 2), all ASCII, at most 4096 bytes:
 //!
 //! ```text
-//! v1.<key id>.<payload>.<mac>
-//! payload = base64url(issued_at u64 BE || last_used u64 BE || id 16 bytes || subject bytes)
-//! mac     = base64url(HMAC-SHA256(key, u16 BE len(cookie name) || cookie name || "v1.<key id>.<payload>"))
+//! v2.<key id>.<payload>.<mac>
+//! payload = base64url(issued_at u64 BE || last_used u64 BE || id 16 bytes || scope 16 bytes
+//!                     || client 8 bytes || n u8 || n x binding 16 bytes || subject bytes)
+//! mac     = base64url(HMAC-SHA256(key, u16 BE len(cookie name) || cookie name || "v2.<key id>.<payload>"))
 //! ```
 //!
 //! The MAC covers the cookie's name (a value lifted into another cookie name fails), the key
-//! id (a value cannot be re-attributed to another key) and every field. Base64 decoding is
-//! canonical-only, so every changed character changes the signed bytes or fails to decode.
+//! id (a value cannot be re-attributed to another key) and every field, the scope among them:
+//! `scope` is a digest of the scope the session was minted for (`cookie.scope`), compared with
+//! the request's after the signature. Base64 decoding is canonical-only, so every changed
+//! character changes the signed bytes or fails to decode.
+//!
+//! `client` and the `binding`s are MACs keyed with the session's own 128-bit ID: they never
+//! change with a signing-key rotation, mean nothing outside their session, and hold no value
+//! in clear. Version 1 (0.1.0: no scope, client or bindings) still decodes, marked `legacy`,
+//! so that policy can accept it where `cookie.legacy_hosts` says.
 
 use crate::config::{Key, MAX_COOKIE_VALUE_LEN, MAX_SUBJECT_LEN};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use std::fmt;
 
 type HmacSha256 = Hmac<Sha256>;
 
 pub const ID_LEN: usize = 16;
-const VERSION: &str = "v1";
+/// Length of a scope digest and of an app-cookie binding.
+pub const TAG_LEN: usize = 16;
+/// Length of a client fingerprint.
+pub const CLIENT_LEN: usize = 8;
+/// Bytes of a binding that name its cookie.
+pub const NAME_TAG_LEN: usize = 4;
+/// App-cookie bindings one session holds at most.
+pub const MAX_BINDINGS: usize = 8;
+const VERSION: &str = "v2";
+const LEGACY_VERSION: &[u8] = b"v1";
 const MAC_LEN: usize = 32;
-const FIXED_PAYLOAD: usize = 8 + 8 + ID_LEN;
+const LEGACY_FIXED: usize = 8 + 8 + ID_LEN;
+const FIXED_PAYLOAD: usize = LEGACY_FIXED + TAG_LEN + CLIENT_LEN + 1;
 /// Clock skew tolerated between proxies that share keys.
 const MAX_FUTURE_SKEW_S: u64 = 300;
 
@@ -38,6 +56,63 @@ impl SessionId {
     pub fn encoded(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)
     }
+
+    fn keyed(&self, domain: &[u8]) -> Option<HmacSha256> {
+        let mut mac = HmacSha256::new_from_slice(&self.0).ok()?;
+        mac.update(domain);
+        Some(mac)
+    }
+
+    /// The fingerprint of a client (a digest of its `User-Agent`) within this session.
+    pub fn client_fingerprint(&self, ua_digest: &[u8; 32]) -> [u8; CLIENT_LEN] {
+        let mut out = [0u8; CLIENT_LEN];
+        if let Some(mut mac) = self.keyed(b"session-guard client\0") {
+            mac.update(ua_digest);
+            let tag = mac.finalize().into_bytes();
+            for (o, t) in out.iter_mut().zip(tag.iter()) {
+                *o = *t;
+            }
+        }
+        out
+    }
+
+    /// The binding of an app session cookie to this session: 4 bytes naming the cookie
+    /// (`name` ASCII case-insensitive; so a deletion, which carries no value, finds it), then
+    /// a 96-bit MAC over name and value.
+    pub fn binding(&self, name: &[u8], value: &[u8]) -> [u8; TAG_LEN] {
+        let mut out = [0u8; TAG_LEN];
+        let (head, tail) = out.split_at_mut(NAME_TAG_LEN);
+        head.copy_from_slice(&self.name_tag(name));
+        if let Some(mut mac) = self.keyed(b"session-guard app cookie\0") {
+            lower_into(&mut mac, name);
+            mac.update(&[0]);
+            mac.update(value);
+            let tag = mac.finalize().into_bytes();
+            for (o, t) in tail.iter_mut().zip(tag.iter()) {
+                *o = *t;
+            }
+        }
+        out
+    }
+
+    /// The first bytes of every binding of cookie `name` in this session.
+    pub fn name_tag(&self, name: &[u8]) -> [u8; NAME_TAG_LEN] {
+        let mut out = [0u8; NAME_TAG_LEN];
+        if let Some(mut mac) = self.keyed(b"session-guard app cookie name\0") {
+            lower_into(&mut mac, name);
+            let tag = mac.finalize().into_bytes();
+            for (o, t) in out.iter_mut().zip(tag.iter()) {
+                *o = *t;
+            }
+        }
+        out
+    }
+}
+
+fn lower_into(mac: &mut HmacSha256, name: &[u8]) {
+    for b in name {
+        mac.update(&[b.to_ascii_lowercase()]);
+    }
 }
 
 impl fmt::Debug for SessionId {
@@ -46,12 +121,38 @@ impl fmt::Debug for SessionId {
     }
 }
 
+/// The digest of a scope (`cookie.scope` resolved for a request) that a session carries.
+pub fn scope_digest(scope: &[u8]) -> [u8; TAG_LEN] {
+    let mut h = Sha256::new();
+    h.update(b"session-guard scope\0");
+    h.update(scope);
+    let d = h.finalize();
+    let mut out = [0u8; TAG_LEN];
+    for (o, t) in out.iter_mut().zip(d.iter()) {
+        *o = *t;
+    }
+    out
+}
+
+/// SHA-256 of a `User-Agent` value (what [`SessionId::client_fingerprint`] takes).
+pub fn ua_digest(ua: &[u8]) -> [u8; 32] {
+    Sha256::digest(ua).into()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub id: SessionId,
     pub issued_at: u64,
     pub last_used: u64,
     pub subject: Option<String>,
+    /// [`scope_digest`] of the scope it was minted for.
+    pub scope: [u8; TAG_LEN],
+    /// Client fingerprint recorded at minting or rotation; zeros: none recorded.
+    pub client: [u8; CLIENT_LEN],
+    /// App session cookies bound to this session, oldest first.
+    pub bindings: Vec<[u8; TAG_LEN]>,
+    /// Decoded from a version-1 value (no scope, client or bindings).
+    pub legacy: bool,
 }
 
 impl Session {
@@ -61,7 +162,42 @@ impl Session {
             issued_at: now,
             last_used: now,
             subject,
+            scope: [0; TAG_LEN],
+            client: [0; CLIENT_LEN],
+            bindings: Vec::new(),
+            legacy: false,
         }
+    }
+
+    /// Binds an app cookie, replacing the binding of the same cookie name (an app that
+    /// re-issues its cookie); beyond [`MAX_BINDINGS`] the oldest goes. Returns whether one
+    /// went for lack of room.
+    pub fn bind(&mut self, binding: [u8; TAG_LEN]) -> bool {
+        let name = binding.get(..NAME_TAG_LEN);
+        self.bindings.retain(|b| b.get(..NAME_TAG_LEN) != name);
+        self.bindings.push(binding);
+        if self.bindings.len() > MAX_BINDINGS {
+            self.bindings.remove(0);
+            return true;
+        }
+        false
+    }
+
+    /// Removes the binding of cookie `name`; whether there was one.
+    pub fn unbind(&mut self, name: &[u8]) -> bool {
+        let tag = self.id.name_tag(name);
+        let before = self.bindings.len();
+        self.bindings
+            .retain(|b| b.get(..NAME_TAG_LEN) != Some(&tag[..]));
+        self.bindings.len() != before
+    }
+
+    /// Whether app cookie `name=value` is bound to this session.
+    pub fn is_bound(&self, name: &[u8], value: &[u8]) -> bool {
+        let b = self.id.binding(name, value);
+        // Not secret-dependent timing: the binding is keyed by this session's own ID, which
+        // the client presenting the cookie already holds.
+        self.bindings.contains(&b)
     }
 }
 
@@ -74,6 +210,12 @@ pub enum Invalid {
     Oversized,
     ExpiredAbsolute,
     ExpiredIdle,
+    /// Minted for another scope (`cookie.scope`).
+    WrongScope,
+    /// Revoked by configuration (`revoke.*`).
+    Revoked,
+    /// Presented by another client and `detect.client_change` is `end`.
+    ClientChanged,
 }
 
 impl Invalid {
@@ -85,6 +227,9 @@ impl Invalid {
             Invalid::Oversized => "oversized",
             Invalid::ExpiredAbsolute => "expired_absolute",
             Invalid::ExpiredIdle => "expired_idle",
+            Invalid::WrongScope => "wrong_scope",
+            Invalid::Revoked => "revoked",
+            Invalid::ClientChanged => "client_changed",
         }
     }
 }
@@ -104,18 +249,26 @@ fn mac_for(key: &Key, cookie_name: &[u8], signed: &[u8]) -> Option<HmacSha256> {
 }
 
 /// Signs `session` as the value of cookie `cookie_name` with `key`. `None` only if the
-/// session cannot be represented (subject too long), which callers prevent.
+/// session cannot be represented (subject too long, too many bindings), which callers prevent.
 pub fn encode(session: &Session, cookie_name: &str, key: &Key) -> Option<String> {
     let subject = session.subject.as_deref().unwrap_or("");
     if !subject.is_empty() && !valid_subject(subject.as_bytes()) {
         return None;
     }
-    let mut payload = Vec::with_capacity(FIXED_PAYLOAD + subject.len());
+    let n = u8::try_from(session.bindings.len()).ok()?;
+    let mut payload =
+        Vec::with_capacity(FIXED_PAYLOAD + TAG_LEN * session.bindings.len() + subject.len());
     payload.extend_from_slice(&session.issued_at.to_be_bytes());
     payload.extend_from_slice(&session.last_used.to_be_bytes());
     payload.extend_from_slice(&session.id.0);
+    payload.extend_from_slice(&session.scope);
+    payload.extend_from_slice(&session.client);
+    payload.push(n);
+    for b in &session.bindings {
+        payload.extend_from_slice(b);
+    }
     payload.extend_from_slice(subject.as_bytes());
-    let mut out = String::with_capacity(96 + subject.len() * 4 / 3);
+    let mut out = String::with_capacity(128 + payload.len() * 4 / 3);
     out.push_str(VERSION);
     out.push('.');
     out.push_str(&key.id);
@@ -129,7 +282,8 @@ pub fn encode(session: &Session, cookie_name: &str, key: &Key) -> Option<String>
     (out.len() <= MAX_COOKIE_VALUE_LEN).then_some(out)
 }
 
-/// Verifies a cookie value's format and signature (not its age; see [`check_age`]).
+/// Verifies a cookie value's format and signature (not its age, scope or revocation; see
+/// [`check_age`] and the policy's validator).
 pub fn decode(value: &[u8], cookie_name: &[u8], keys: &[Key]) -> Result<Session, Invalid> {
     if value.len() > MAX_COOKIE_VALUE_LEN {
         return Err(Invalid::Oversized);
@@ -144,7 +298,8 @@ pub fn decode(value: &[u8], cookie_name: &[u8], keys: &[Key]) -> Result<Session,
     ) else {
         return Err(Invalid::Malformed);
     };
-    if version != VERSION.as_bytes() {
+    let legacy = version == LEGACY_VERSION;
+    if version != VERSION.as_bytes() && !legacy {
         return Err(Invalid::Malformed);
     }
     let key = keys
@@ -166,30 +321,47 @@ pub fn decode(value: &[u8], cookie_name: &[u8], keys: &[Key]) -> Result<Session,
     let payload = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .map_err(|_| Invalid::Malformed)?;
-    let (fixed, subject) = payload
-        .split_at_checked(FIXED_PAYLOAD)
-        .ok_or(Invalid::Malformed)?;
-    let (issued, rest) = fixed.split_at_checked(8).ok_or(Invalid::Malformed)?;
-    let (last, id) = rest.split_at_checked(8).ok_or(Invalid::Malformed)?;
-    let issued_at = u64::from_be_bytes(issued.try_into().map_err(|_| Invalid::Malformed)?);
-    let last_used = u64::from_be_bytes(last.try_into().map_err(|_| Invalid::Malformed)?);
-    let id: [u8; ID_LEN] = id.try_into().map_err(|_| Invalid::Malformed)?;
-    let subject = if subject.is_empty() {
-        None
-    } else if valid_subject(subject) {
-        Some(String::from_utf8(subject.to_vec()).map_err(|_| Invalid::Malformed)?)
-    } else {
-        return Err(Invalid::Malformed);
-    };
+    parse_payload(&payload, legacy)
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], Invalid> {
+    let (head, tail) = rest.split_at_checked(n).ok_or(Invalid::Malformed)?;
+    *rest = tail;
+    Ok(head)
+}
+
+fn array<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], Invalid> {
+    take(rest, N)?.try_into().map_err(|_| Invalid::Malformed)
+}
+
+fn parse_payload(payload: &[u8], legacy: bool) -> Result<Session, Invalid> {
+    let mut rest = payload;
+    let issued_at = u64::from_be_bytes(array(&mut rest)?);
+    let last_used = u64::from_be_bytes(array(&mut rest)?);
+    let mut s = Session::new(SessionId(array(&mut rest)?), issued_at, None);
+    s.last_used = last_used;
+    s.legacy = legacy;
+    if !legacy {
+        s.scope = array(&mut rest)?;
+        s.client = array(&mut rest)?;
+        let [n] = array::<1>(&mut rest)?;
+        if usize::from(n) > MAX_BINDINGS {
+            return Err(Invalid::Malformed);
+        }
+        for _ in 0..n {
+            s.bindings.push(array(&mut rest)?);
+        }
+    }
+    if !rest.is_empty() {
+        if !valid_subject(rest) {
+            return Err(Invalid::Malformed);
+        }
+        s.subject = Some(String::from_utf8(rest.to_vec()).map_err(|_| Invalid::Malformed)?);
+    }
     if last_used < issued_at {
         return Err(Invalid::Malformed);
     }
-    Ok(Session {
-        id: SessionId(id),
-        issued_at,
-        last_used,
-        subject,
-    })
+    Ok(s)
 }
 
 /// Absolute lifetime from minting, then idle time since the last recorded use.
@@ -231,20 +403,43 @@ pub fn remaining_lifetime(s: &Session, now: u64, max_age_s: u64) -> u64 {
         .max(1)
 }
 
-/// A keyed, truncated hash naming a session in logs: correlatable across log lines,
-/// useless for replay, and not reversible without the key.
-pub fn log_tag(key: &Key, id: &SessionId) -> String {
-    log_tag_bytes(key, &id.0)
+/// The hash that names a session in log lines, access logs and `revoke.sessions`: the first
+/// 8 bytes of SHA-256 over a fixed label and the 128-bit random ID, as 16 hex digits. Not
+/// keyed, so it survives every key rotation; not reversible, since the ID is 128 random bits.
+pub fn session_hash(id: &SessionId) -> [u8; 8] {
+    hash8(b"session-guard session tag", &id.0)
 }
 
-/// The same keyed hash over arbitrary bytes: names a presented (invalid) cookie value in
-/// logs, so repeated attempts correlate without the value ever being written.
-pub fn log_tag_bytes(key: &Key, bytes: &[u8]) -> String {
-    let Some(mac) = mac_for(key, b"session-guard log tag", bytes) else {
-        return "-".to_string();
-    };
-    let tag = mac.finalize().into_bytes();
-    tag.iter().take(6).map(|b| format!("{b:02x}")).collect()
+/// The same hash over a presented (invalid) cookie value: repeated attempts correlate in logs
+/// without the value ever being written.
+pub fn value_hash(value: &[u8]) -> [u8; 8] {
+    hash8(b"session-guard cookie tag", value)
+}
+
+fn hash8(label: &[u8], bytes: &[u8]) -> [u8; 8] {
+    let mut h = Sha256::new();
+    h.update(label);
+    h.update(bytes);
+    let d = h.finalize();
+    let mut out = [0u8; 8];
+    for (o, t) in out.iter_mut().zip(d.iter()) {
+        *o = *t;
+    }
+    out
+}
+
+/// 16 lowercase hex digits.
+pub fn hex16(h: &[u8; 8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(16);
+    for b in h {
+        for nibble in [b >> 4, b & 0x0f] {
+            s.push(char::from(
+                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -267,12 +462,16 @@ mod tests {
     const NAME: &str = "__Host-session";
 
     fn session(subject: Option<&str>) -> Session {
-        Session {
-            id: SessionId([7; ID_LEN]),
-            issued_at: 1_700_000_000,
-            last_used: 1_700_000_100,
-            subject: subject.map(str::to_string),
-        }
+        let mut s = Session::new(
+            SessionId([7; ID_LEN]),
+            1_700_000_000,
+            subject.map(str::to_string),
+        );
+        s.last_used = 1_700_000_100;
+        s.scope = scope_digest(b"shop.example");
+        s.client = s.id.client_fingerprint(&ua_digest(b"Mozilla/5.0"));
+        s.bindings = vec![s.id.binding(b"JSESSIONID", b"abc")];
+        s
     }
 
     /// RFC 4231 test cases 1, 2, 3, 4, 6 and 7 for HMAC-SHA256, through the same
@@ -308,7 +507,7 @@ mod tests {
         for subject in [None, Some("alice"), Some(&"x".repeat(256)[..])] {
             let s = session(subject);
             let v = encode(&s, NAME, &k).unwrap();
-            assert!(v.starts_with("v1.k1."));
+            assert!(v.starts_with("v2.k1."));
             assert!(v.len() <= 4096);
             assert!(v
                 .bytes()
@@ -334,12 +533,12 @@ mod tests {
             ),
             (
                 "unknown key id",
-                good.replacen("v1.k1.", "v1.k9.", 1).into_bytes(),
+                good.replacen("v2.k1.", "v2.k9.", 1).into_bytes(),
                 Invalid::UnknownKey,
             ),
             (
                 "unknown version",
-                good.replacen("v1.", "v2.", 1).into_bytes(),
+                good.replacen("v2.", "v3.", 1).into_bytes(),
                 Invalid::Malformed,
             ),
             (
@@ -436,14 +635,98 @@ mod tests {
     }
 
     #[test]
-    fn debug_and_log_tag_never_show_the_id() {
+    fn debug_and_session_hash_never_show_the_id() {
         let s = session(Some("carol"));
         let id = s.id.encoded();
         assert!(!format!("{s:?}").contains(&id));
-        let tag = log_tag(&key("k1", 1), &s.id);
-        assert_eq!(tag.len(), 12);
+        let tag = hex16(&session_hash(&s.id));
+        assert_eq!(tag.len(), 16);
+        assert!(tag
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert!(!id.contains(&tag));
-        assert_ne!(tag, log_tag(&key("k1", 2), &s.id), "keyed");
+        assert_ne!(session_hash(&s.id), session_hash(&SessionId([8; ID_LEN])));
+        assert_ne!(session_hash(&s.id), value_hash(&s.id.0), "labels differ");
+    }
+
+    /// The hash is a plain function of the ID, stated independently here: SHA-256 over the
+    /// label and the ID, first 8 bytes (what operators and scripts/revoke rely on).
+    #[test]
+    fn session_hash_is_sha256_of_label_and_id() {
+        let id = SessionId([0x11; ID_LEN]);
+        let mut h = Sha256::new();
+        h.update(b"session-guard session tag");
+        h.update([0x11u8; 16]);
+        let want: Vec<String> = h
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex16(&session_hash(&id)), want.concat());
+    }
+
+    #[test]
+    fn scope_client_and_bindings_round_trip_and_are_signed() {
+        let k = key("k1", 1);
+        let mut s = session(Some("dave"));
+        s.bindings.clear();
+        for i in 0..MAX_BINDINGS as u8 {
+            assert!(!s.bind(s.id.binding(&[b'c', i], b"v")));
+        }
+        assert_eq!(s.bindings.len(), MAX_BINDINGS);
+        let first = s.bindings[0];
+        assert!(s.bind(s.id.binding(b"one more", b"v")), "oldest dropped");
+        assert!(!s.bindings.contains(&first));
+        assert!(
+            !s.bind(s.id.binding(b"ONE MORE", b"w")),
+            "same name replaced"
+        );
+        assert!(s.is_bound(b"one more", b"w") && !s.is_bound(b"one more", b"v"));
+        assert!(s.unbind(b"One More") && !s.is_bound(b"one more", b"w"));
+        assert!(!s.unbind(b"one more"));
+        s.bind(s.id.binding(b"one more", b"v"));
+        let v = encode(&s, NAME, &k).unwrap();
+        assert!(v.len() <= 4096);
+        let back = decode(v.as_bytes(), NAME.as_bytes(), std::slice::from_ref(&k)).unwrap();
+        assert_eq!(back, s);
+        assert_ne!(back.scope, scope_digest(b"other.example"));
+        assert_eq!(
+            s.id.binding(b"JSESSIONID", b"x"),
+            s.id.binding(b"jsessionid", b"x")
+        );
+        assert_ne!(
+            s.id.binding(b"a", b"x"),
+            SessionId([9; ID_LEN]).binding(b"a", b"x")
+        );
+        assert_ne!(s.id.binding(b"a", b"x"), s.id.binding(b"a", b"y"));
+        assert_ne!(s.id.binding(b"ab", b"x"), s.id.binding(b"a", b"bx"));
+    }
+
+    /// 0.1.0 values (version 1: no scope, client or bindings) still verify, marked legacy.
+    #[test]
+    fn version_1_values_decode_as_legacy() {
+        let k = key("k1", 1);
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&1_700_000_000u64.to_be_bytes());
+        payload.extend_from_slice(&1_700_000_000u64.to_be_bytes());
+        payload.extend_from_slice(&[7; ID_LEN]);
+        payload.extend_from_slice(b"erin");
+        let signed = format!("v1.k1.{}", URL_SAFE_NO_PAD.encode(&payload));
+        let tag = mac_for(&k, NAME.as_bytes(), signed.as_bytes())
+            .unwrap()
+            .finalize()
+            .into_bytes();
+        let v = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag));
+        let s = decode(v.as_bytes(), NAME.as_bytes(), std::slice::from_ref(&k)).unwrap();
+        assert!(s.legacy);
+        assert_eq!(
+            (s.subject.as_deref(), s.id),
+            (Some("erin"), SessionId([7; ID_LEN]))
+        );
+        assert_eq!((s.scope, s.bindings.len()), ([0; TAG_LEN], 0));
+        let v2 = v.replacen("v1.", "v2.", 1);
+        assert!(decode(v2.as_bytes(), NAME.as_bytes(), std::slice::from_ref(&k)).is_err());
     }
 
     #[test]

@@ -42,7 +42,18 @@ async fn mesh() -> Mesh {
     Mesh::start(
         auth,
         |_| Reply::ok(),
-        |b| b.concurrency(2).component_log_level("wasm:info"),
+        // Raw bytes must reach the filter as sent: without Envoy's path normalization (on in
+        // the shipped ingress), which would percent-encode bytes 0x80-0xFF before it runs.
+        |b| {
+            b.concurrency(2)
+                .component_log_level("wasm:info")
+                .edit(|root| {
+                    let hcm = &mut root["static_resources"]["listeners"][0]["filter_chains"][0]
+                        ["filters"][0]["typed_config"];
+                    hcm["normalize_path"] = serde_yaml::Value::Bool(false);
+                    hcm["merge_slashes"] = serde_yaml::Value::Bool(false);
+                })
+        },
     )
     .await
 }

@@ -182,6 +182,7 @@ section! {
         max_age_s: u64,
         idle_timeout_s: u64,
         scope: String,
+        legacy_hosts: Vec<String>,
         anonymous: bool,
     }
 }

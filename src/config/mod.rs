@@ -289,6 +289,9 @@ pub struct Config {
     /// `cookie.scope` (here rather than in [`CookieConfig`], which `Set-Cookie` rendering
     /// takes whole and does not need it).
     pub scope: Scope,
+    /// `cookie.legacy_hosts`: hosts (as [`Scope::Host`] reads them) on which 0.1.0 cookies,
+    /// which carry no scope, still verify until they expire.
+    pub legacy_hosts: Vec<String>,
     pub app_cookies: AppCookiesConfig,
     pub revoke: RevokeConfig,
     pub detect: DetectConfig,

@@ -23,6 +23,7 @@ pub(super) fn config(raw: RawConfig, env: Env) -> Result<Config, ConfigError> {
     let keys = keys(raw.keys, env)?;
     let mut rc = raw.cookie.unwrap_or_default();
     let scope = scope(rc.scope.take())?;
+    let legacy_hosts = legacy_hosts(rc.legacy_hosts.take())?;
     let cookie = cookie(rc)?;
     let config = Config {
         mode,
@@ -31,6 +32,7 @@ pub(super) fn config(raw: RawConfig, env: Env) -> Result<Config, ConfigError> {
         signal: signal(raw.signal.unwrap_or_default())?,
         upstream: upstream(raw.upstream.unwrap_or_default())?,
         scope,
+        legacy_hosts,
         app_cookies: app_cookies(raw.app_cookies.unwrap_or_default(), &cookie.name)?,
         revoke: revoke(raw.revoke.unwrap_or_default())?,
         detect: detect(raw.detect.unwrap_or_default())?,
@@ -227,6 +229,35 @@ fn lifetimes(max_age_s: Option<u64>, idle_s: Option<u64>) -> Result<(u64, u64), 
         ));
     }
     Ok((max_age_s, idle_timeout_s))
+}
+
+/// `cookie.legacy_hosts`: hosts on which 0.1.0 (version 1, unscoped) cookies still verify.
+fn legacy_hosts(raw: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let raw = raw.unwrap_or_default();
+    if raw.len() > MAX_APP_COOKIES {
+        return Err(ConfigError::new(
+            "cookie.legacy_hosts",
+            format!(
+                "has {} entries; at most {MAX_APP_COOKIES} are allowed",
+                raw.len()
+            ),
+        ));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let ok = !h.is_empty()
+                && h.len() <= MAX_SCOPE_LEN
+                && h.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(ConfigError::new(
+                    format!("cookie.legacy_hosts[{i}]"),
+                    "must be a host name (1-256 visible ASCII characters)",
+                ));
+            }
+            Ok(String::from_utf8_lossy(&crate::policy::host_scope(h.as_bytes())).into_owned())
+        })
+        .collect()
 }
 
 fn scope(raw: Option<String>) -> Result<Scope, ConfigError> {

@@ -13,6 +13,7 @@ use crate::policy::{
     ResponseView, SetCookies,
 };
 use crate::set_cookie;
+use crate::token;
 use crate::wire::Header;
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -103,6 +104,7 @@ impl Root {
             config: self.config.clone(),
             metrics: Rc::clone(&self.metrics),
             pending: None,
+            published: None,
         }
     }
 }
@@ -114,6 +116,8 @@ pub struct Stream {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
     pending: Option<Pending>,
+    /// What [`Stream::publish`] last wrote.
+    published: Option<(&'static str, Option<[u8; 8]>)>,
 }
 
 fn random_id<H: Host>(host: &H) -> Option<[u8; crate::token::ID_LEN]> {
@@ -138,6 +142,8 @@ impl Stream {
         // Monitor mode decides, counts and logs everything, and writes nothing.
         let monitor = cfg.mode == Mode::Monitor;
         let mut pending = decision.pending;
+        let hash = pending.session.as_ref().map(|s| token::session_hash(&s.id));
+        self.publish(host, pending.decision, hash);
         match decision.outcome {
             RequestOutcome::Reply(r) if !monitor => {
                 self.pending = None;
@@ -185,6 +191,7 @@ impl Stream {
         self.record(host, rec);
         let decision = policy::decide_response(&cfg, &pending, &view);
         self.record(host, decision.record);
+        self.publish(host, decision.decision, decision.session_hash);
         if cfg.mode == Mode::Enforce {
             self.apply_response(host, &decision.edits);
         }
@@ -201,6 +208,30 @@ impl Stream {
                 Level::Debug => LogLevel::Debug,
             };
             host.log(level, format_args!("{msg}"));
+        }
+    }
+
+    /// Filter state for access logs and traces (`wasm.session_guard.session`, `.decision`):
+    /// the session's hash (never its ID) and one word. Written only when it changes.
+    fn publish<H: Host>(&mut self, host: &H, decision: &'static str, hash: Option<[u8; 8]>) {
+        if self.published == Some((decision, hash)) {
+            return;
+        }
+        let mut ok = true;
+        if self.published.map(|p| p.1) != Some(hash) {
+            let value = hash.map_or_else(|| "-".to_string(), |h| token::hex16(&h));
+            ok &= host
+                .set_property("session_guard.session", value.as_bytes())
+                .is_ok();
+        }
+        if self.published.map(|p| p.0) != Some(decision) {
+            ok &= host
+                .set_property("session_guard.decision", decision.as_bytes())
+                .is_ok();
+        }
+        self.published = Some((decision, hash));
+        if !ok {
+            self.fail(host, "set filter state");
         }
     }
 
@@ -290,6 +321,8 @@ fn request_view<'a>(cfg: &Config, headers: &'a [Header], debug: bool, now: u64) 
     for (name, value) in headers {
         match name.as_str() {
             ":method" => view.method = value,
+            ":authority" => view.authority = Some(value),
+            "user-agent" => view.user_agent = Some(value),
             ":path" => view.path = Some(value),
             "referer" => view.referer = Some(value),
             "cookie" => view.cookies.push(value),

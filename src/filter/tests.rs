@@ -71,7 +71,7 @@ fn enforce_mode_applies_request_and_response_edits() {
     assert_eq!(s.on_response_headers(&host), Flow::Continue);
     assert!(host.values(Map::Response, "x-session-guard").is_empty());
     let set = one(&host, Map::Response, "set-cookie");
-    assert!(set.starts_with("__Host-session=v1.k1."), "{set}");
+    assert!(set.starts_with("__Host-session=v2.k1."), "{set}");
     assert_eq!(
         one(&host, Map::Response, "cache-control"),
         "private, no-store"
@@ -142,8 +142,8 @@ fn host_failures_are_counted_and_the_request_continues() {
     host.fail_writes = true;
     let mut s = root.stream();
     assert_eq!(s.on_request_headers(&host), Flow::Continue);
-    // The request's edits and the next-ID header: two failures.
-    assert_eq!(host.counter("session_guard.internal_error"), 2);
+    // The filter state, the request's edits and the next-ID header: three failures.
+    assert_eq!(host.counter("session_guard.internal_error"), 3);
     assert!(host
         .logs
         .borrow()
@@ -151,20 +151,20 @@ fn host_failures_are_counted_and_the_request_continues() {
         .any(|(l, m)| *l == LogLevel::Warn && m.contains("host call failed")));
     host.set_response(&[]);
     assert_eq!(s.on_response_headers(&host), Flow::Continue);
-    assert_eq!(host.counter("session_guard.internal_error"), 3);
+    assert_eq!(host.counter("session_guard.internal_error"), 4);
 
     // Unreadable headers and no randomness: nothing decided, nothing minted, counted.
     host.fail_writes = false;
     host.fail_reads = true;
     let mut s = root.stream();
     assert_eq!(s.on_request_headers(&host), Flow::Continue);
-    assert_eq!(host.counter("session_guard.internal_error"), 4);
+    assert_eq!(host.counter("session_guard.internal_error"), 5);
     host.fail_reads = false;
     host.no_random = true;
     let mut s = root.stream();
     s.on_request_headers(&host);
     assert_eq!(host.counter("session_guard.session.minted"), 1);
-    assert_eq!(host.counter("session_guard.internal_error"), 6);
+    assert_eq!(host.counter("session_guard.internal_error"), 7);
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn response_phase_hardens_cookies_and_joins_cache_control() {
     let set = host.values(Map::Response, "set-cookie");
     assert_eq!(set.len(), 2);
     assert_eq!(set[0], "theme=dark; Secure; SameSite=Lax");
-    assert!(set[1].starts_with("__Host-session=v1."));
+    assert!(set[1].starts_with("__Host-session=v2."));
     assert_eq!(
         one(&host, Map::Response, "cache-control"),
         "private, max-age=60"

@@ -31,6 +31,8 @@ pub struct FakeHost {
     pub counters: RefCell<Vec<(String, i64)>>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     pub draws: Cell<u8>,
+    /// Properties the filter set (filter state).
+    pub set_properties: RefCell<Vec<(String, Vec<u8>)>>,
 }
 
 impl FakeHost {
@@ -125,6 +127,16 @@ impl Host for FakeHost {
         let key = path.join(".");
         let found = self.properties.iter().find(|(k, _)| *k == key);
         found.map(|(_, v)| v.clone())
+    }
+
+    fn set_property(&self, path: &str, value: &[u8]) -> Result<(), HostError> {
+        if self.fail_writes {
+            return Err(HostError);
+        }
+        let mut set = self.set_properties.borrow_mut();
+        set.retain(|(k, _)| k != path);
+        set.push((path.to_string(), value.to_vec()));
+        Ok(())
     }
 
     fn plugin_configuration(&self) -> Result<Vec<u8>, HostError> {

@@ -6,12 +6,15 @@
 //! plain function tested on its own. The mesh cookie's validation is `session.rs`, the
 //! trusted-cluster rule `trust.rs`, counting and logging `record.rs`.
 
+mod app_cookies;
 mod record;
 mod request;
 mod response;
+mod scope;
 mod session;
 mod trust;
 
+pub use app_cookies::{bind_response, filter_request, AppCookie};
 pub use record::{Level, Record};
 pub use request::{
     cookie_header_without_mesh_cookie, decide_request, grant_signal, mint, scrub_referer,
@@ -21,10 +24,10 @@ pub use response::{
     apply_signal, cache_headers, decide_response, harden_upstream_cookies, mesh_set_cookie,
     parse_signal, signal_headers, trust_signal, MeshCookie, Signal,
 };
-pub use session::{adopt_session, verify_mesh_cookie, CookieCheck};
+pub use scope::{host_scope, request_scope};
+pub use session::{adopt_session, verify_mesh_cookie, CookieCheck, Ctx};
 pub use trust::{cluster_trusted, trust_on_request, trust_on_response};
 
-use crate::config::Config;
 use crate::metrics::Counter;
 use crate::token::{self, Invalid, Session, SessionId};
 
@@ -41,6 +44,10 @@ pub struct RequestView<'a> {
     pub spoofed: Vec<&'a str>,
     /// Envoy's `x-request-id`, for log lines.
     pub request_id: Option<&'a [u8]>,
+    /// `:authority`, for `cookie.scope: "host"`.
+    pub authority: Option<&'a [u8]>,
+    /// `User-Agent`, for the client fingerprint (`detect.client_change`).
+    pub user_agent: Option<&'a [u8]>,
     pub now: u64,
 }
 
@@ -64,15 +71,16 @@ pub struct RequestEdits {
 }
 
 /// Why the response must carry the mesh cookie, decided on the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Issue {
+    #[default]
     None,
     Minted,
     Reissued,
 }
 
 /// What the response phase needs to know about the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Pending {
     pub session: Option<Session>,
     pub issue: Issue,
@@ -81,6 +89,17 @@ pub struct Pending {
     pub request_id: String,
     /// The request's clock reading, reused for the response (one host call less).
     pub now: u64,
+    /// The request's scope digest: what a session minted or rotated on this response gets.
+    pub scope: [u8; token::TAG_LEN],
+    /// SHA-256 of the request's `User-Agent`, when client fingerprints are on.
+    pub ua: Option<[u8; 32]>,
+    /// App session cookies valid on the request: their bindings follow a rotation.
+    pub app_cookies: Vec<AppCookie>,
+    /// An ID drawn in advance for a response that binds an app cookie while the request had
+    /// no session (`cookie.anonymous: false`).
+    pub spare_id: Option<SessionId>,
+    /// One word for access logs (filter state `session_guard.decision`).
+    pub decision: &'static str,
 }
 
 #[derive(Debug)]
@@ -133,6 +152,9 @@ pub struct ResponseEdits {
 pub struct ResponseDecision {
     pub edits: ResponseEdits,
     pub record: Record,
+    /// For filter state: the decision word and the hash of the session the response leaves.
+    pub decision: &'static str,
+    pub session_hash: Option<[u8; 8]>,
 }
 
 pub fn invalid_counter(reason: Invalid) -> Counter {
@@ -143,6 +165,9 @@ pub fn invalid_counter(reason: Invalid) -> Counter {
         Invalid::Oversized => Counter::InvalidOversized,
         Invalid::ExpiredAbsolute => Counter::InvalidExpiredAbsolute,
         Invalid::ExpiredIdle => Counter::InvalidExpiredIdle,
+        Invalid::WrongScope => Counter::InvalidWrongScope,
+        Invalid::Revoked => Counter::InvalidRevoked,
+        Invalid::ClientChanged => Counter::ClientChanged,
     }
 }
 
@@ -157,20 +182,16 @@ fn printable(v: Option<&[u8]>) -> String {
 }
 
 /// A keyed hash of a cookie value: logs never carry the value itself.
-fn value_tag(cfg: &Config, v: &[u8]) -> String {
-    cfg.signing_key()
-        .map_or_else(|| "-".to_string(), |k| token::log_tag_bytes(k, v))
+fn value_tag(v: &[u8]) -> String {
+    token::hex16(&token::value_hash(v))
 }
 
-/// A keyed hash of a session ID: logs never carry the ID itself.
-fn tag(cfg: &Config, id: &SessionId) -> String {
-    cfg.signing_key()
-        .map_or_else(|| "-".to_string(), |k| token::log_tag(k, id))
+fn tag(id: &SessionId) -> String {
+    token::hex16(&token::session_hash(id))
 }
 
-/// As [`tag`], for a session that may not exist.
-fn session_tag(cfg: &Config, s: Option<&Session>) -> String {
-    s.map_or_else(|| "-".to_string(), |s| tag(cfg, &s.id))
+fn session_tag(s: Option<&Session>) -> String {
+    s.map_or_else(|| "-".to_string(), |s| tag(&s.id))
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //! plain function of the configuration and the request's headers.
 
 use super::{
-    printable, session, tag, Issue, LocalReply, Pending, Record, RequestDecision, RequestEdits,
-    RequestOutcome, RequestView,
+    app_cookies, printable, session, tag, Ctx, Issue, LocalReply, Pending, Record, RequestDecision,
+    RequestEdits, RequestOutcome, RequestView,
 };
-use crate::config::{Config, UrlAction};
+use crate::config::{ClientChange, Config, UrlAction};
 use crate::cookies::{self, Rewrite};
 use crate::metrics::Counter;
 use crate::token::{self, Session, SessionId};
@@ -27,24 +27,57 @@ pub fn decide_request(
     match url_defense(cfg, req.method, req.path, &mut rec) {
         UrlStep::Clean => {}
         UrlStep::Forward(path) => edits.path = Some(path),
-        UrlStep::Reply(r) => return reply(r, req.now, rec),
+        UrlStep::Reply((r, word)) => return reply(r, word, req.now, rec),
     }
     edits.referer = scrub_referer(cfg, req.referer, &mut rec);
 
-    // Defense 2: the only session an upstream sees was minted, and signed, by the mesh.
+    // Defense 2: the only session an upstream sees was minted, and signed, by the mesh:
+    // signature, age, scope, revocation, client (session.rs), then the app cookies bound to it.
+    let host = req.authority.map(super::host_scope).unwrap_or_default();
+    let ctx = Ctx {
+        now: req.now,
+        scope: super::request_scope(cfg, req.authority),
+        host: &host,
+        ua: (cfg.detect.client_change != ClientChange::Off)
+            .then(|| token::ua_digest(req.user_agent.unwrap_or_default())),
+    };
     let found = cookies::find(&req.cookies, cfg.cookie.name.as_bytes());
-    let check = session::verify_mesh_cookie(cfg, &found, req.now);
-    let (session, issue) = session::adopt_session(cfg, check, &mut rec);
-    edits.cookies = cookie_header_without_mesh_cookie(cfg, &req.cookies, found.count);
-    // Binding of the apps' own session cookies filters `edits.cookies` here.
-    let (session, issue) = mint(cfg, session, issue, req.now, random_id, &mut rec);
+    let check = session::verify_mesh_cookie(cfg, &found, &ctx);
+    let mut decision = check.decision();
+    let (session, issue) = session::adopt_session(check, &mut rec);
+    let without_mesh = cookie_header_without_mesh_cookie(cfg, &req.cookies, found.count);
+    let (mut session, mut issue) = mint(cfg, session, issue, &ctx, random_id, &mut rec);
+    if issue == Issue::Minted && decision == "none" {
+        decision = "minted";
+    }
+    let app = app_cookies::filter_request(
+        cfg,
+        &req.cookies,
+        without_mesh,
+        session.as_mut(),
+        &mut issue,
+        req.now,
+        &mut rec,
+    );
+    edits.cookies = app.cookies;
 
     // What upstreams get: only the mesh's word on sessions.
     edits.remove = strip_spoofed(&req.spoofed, &mut rec);
     edits.set = upstream_headers(cfg, session.as_ref());
+    // A response that binds an app cookie needs a session, whatever `cookie.anonymous` says.
+    let spare_id = (session.is_none() && cfg.app_cookies_enabled())
+        .then(&mut *random_id)
+        .flatten()
+        .map(SessionId);
+    let mut pending = pending(session, issue, rec.request_id.clone(), req.now);
+    pending.scope = ctx.scope;
+    pending.ua = ctx.ua;
+    pending.app_cookies = app.kept;
+    pending.spare_id = spare_id;
+    pending.decision = decision;
     RequestDecision {
         outcome: RequestOutcome::Forward(edits),
-        pending: pending(session, issue, rec.request_id.clone(), req.now),
+        pending,
         record: rec,
     }
 }
@@ -56,8 +89,8 @@ pub enum UrlStep {
     Clean,
     /// Forward with this `:path`, session parameters removed.
     Forward(Vec<u8>),
-    /// Answer locally (redirect or reject).
-    Reply(LocalReply),
+    /// Answer locally (redirect or reject), with the word for `session_guard.decision`.
+    Reply((LocalReply, &'static str)),
 }
 
 /// Defense 1: strip session parameters from `:path`, or answer with a redirect to the clean
@@ -74,14 +107,17 @@ pub fn url_defense(cfg: &Config, method: &[u8], path: Option<&[u8]>, rec: &mut R
         rec.info(format_args!(
             "url refused: removing session parameters would leave an empty, . or .. segment"
         ));
-        return UrlStep::Reply(LocalReply {
-            status: 400,
-            headers: vec![
-                ("content-type", "text/plain; charset=utf-8".into()),
-                ("cache-control", "no-store".into()),
-            ],
-            body: b"session identifiers are not accepted in this URL\n",
-        });
+        return UrlStep::Reply((
+            LocalReply {
+                status: 400,
+                headers: vec![
+                    ("content-type", "text/plain; charset=utf-8".into()),
+                    ("cache-control", "no-store".into()),
+                ],
+                body: b"session identifiers are not accepted in this URL\n",
+            },
+            "url_unsafe",
+        ));
     }
     let is_get = method == b"GET" || method == b"HEAD";
     match cfg.url.action {
@@ -91,14 +127,17 @@ pub fn url_defense(cfg: &Config, method: &[u8], path: Option<&[u8]>, rec: &mut R
             rec.info(format_args!(
                 "url rejected: {n} session parameter(s) in the URL"
             ));
-            UrlStep::Reply(LocalReply {
-                status: 400,
-                headers: vec![
-                    ("content-type", "text/plain; charset=utf-8".into()),
-                    ("cache-control", "no-store".into()),
-                ],
-                body: b"session identifiers are not accepted in URLs\n",
-            })
+            UrlStep::Reply((
+                LocalReply {
+                    status: 400,
+                    headers: vec![
+                        ("content-type", "text/plain; charset=utf-8".into()),
+                        ("cache-control", "no-store".into()),
+                    ],
+                    body: b"session identifiers are not accepted in URLs\n",
+                },
+                "url_rejected",
+            ))
         }
         UrlAction::Redirect if is_get => {
             rec.count(Counter::UrlRedirected);
@@ -106,14 +145,17 @@ pub fn url_defense(cfg: &Config, method: &[u8], path: Option<&[u8]>, rec: &mut R
             rec.info(format_args!(
                 "url redirected: {n} session parameter(s) removed"
             ));
-            UrlStep::Reply(LocalReply {
-                status: 302,
-                headers: vec![
-                    ("location", url::location_value(&s.value)),
-                    ("cache-control", "no-store".into()),
-                ],
-                body: b"",
-            })
+            UrlStep::Reply((
+                LocalReply {
+                    status: 302,
+                    headers: vec![
+                        ("location", url::location_value(&s.value)),
+                        ("cache-control", "no-store".into()),
+                    ],
+                    body: b"",
+                },
+                "url_redirected",
+            ))
         }
         _ => {
             rec.count(Counter::UrlStripped);
@@ -163,7 +205,7 @@ pub fn mint(
     cfg: &Config,
     session: Option<Session>,
     issue: Issue,
-    now: u64,
+    ctx: &Ctx<'_>,
     random_id: RandomId<'_>,
     rec: &mut Record,
 ) -> (Option<Session>, Issue) {
@@ -175,9 +217,13 @@ pub fn mint(
         rec.info(format_args!("no randomness: session not minted"));
         return (None, issue);
     };
-    let s = Session::new(SessionId(id), now, None);
+    let mut s = Session::new(SessionId(id), ctx.now, None);
+    s.scope = ctx.scope;
+    if let Some(ua) = &ctx.ua {
+        s.client = s.id.client_fingerprint(ua);
+    }
     rec.count(Counter::SessionMinted);
-    rec.debug(|| format!("session minted session={}", tag(cfg, &s.id)));
+    rec.debug(|| format!("session minted session={}", tag(&s.id)));
     (Some(s), Issue::Minted)
 }
 
@@ -238,13 +284,20 @@ fn pending(session: Option<Session>, issue: Issue, request_id: String, now: u64)
         may_signal: false,
         request_id,
         now,
+        scope: [0; token::TAG_LEN],
+        ua: None,
+        app_cookies: Vec::new(),
+        spare_id: None,
+        decision: "none",
     }
 }
 
-fn reply(r: LocalReply, now: u64, rec: Record) -> RequestDecision {
+fn reply(r: LocalReply, word: &'static str, now: u64, rec: Record) -> RequestDecision {
+    let mut pending = pending(None, Issue::None, rec.request_id.clone(), now);
+    pending.decision = word;
     RequestDecision {
         outcome: RequestOutcome::Reply(r),
-        pending: pending(None, Issue::None, rec.request_id.clone(), now),
+        pending,
         record: rec,
     }
 }
@@ -287,7 +340,7 @@ mod tests {
         let UrlStep::Reply(l) = url_defense(&redirect, b"HEAD", path, &mut r) else {
             unreachable!()
         };
-        assert_eq!(l.status, 302);
+        assert_eq!(l.0.status, 302);
         assert!(matches!(
             url_defense(&redirect, b"PUT", path, &mut r),
             UrlStep::Forward(_)
@@ -296,7 +349,7 @@ mod tests {
         let UrlStep::Reply(l) = url_defense(&reject, b"PUT", path, &mut r) else {
             unreachable!()
         };
-        assert_eq!(l.status, 400);
+        assert_eq!(l.0.status, 400);
     }
 
     #[test]
@@ -322,23 +375,32 @@ mod tests {
         let c = cfg("");
         let mut r = rec();
         let s = Session::new(SessionId([1; 16]), 5, None);
+        let ctx = Ctx {
+            now: 9,
+            scope: [0; 16],
+            host: b"",
+            ua: None,
+        };
         let kept = mint(
             &c,
             Some(s.clone()),
             Issue::None,
-            9,
+            &ctx,
             &mut || Some([2; 16]),
             &mut r,
         );
         assert_eq!(kept, (Some(s), Issue::None));
-        let (m, issue) = mint(&c, None, Issue::None, 9, &mut || Some([2; 16]), &mut r);
+        let (m, issue) = mint(&c, None, Issue::None, &ctx, &mut || Some([2; 16]), &mut r);
         assert_eq!((m.unwrap().id, issue), (SessionId([2; 16]), Issue::Minted));
         let off = cfg(r#","cookie":{"anonymous":false}"#);
         assert_eq!(
-            mint(&off, None, Issue::None, 9, &mut || Some([2; 16]), &mut r).0,
+            mint(&off, None, Issue::None, &ctx, &mut || Some([2; 16]), &mut r).0,
             None
         );
-        assert_eq!(mint(&c, None, Issue::None, 9, &mut || None, &mut r).0, None);
+        assert_eq!(
+            mint(&c, None, Issue::None, &ctx, &mut || None, &mut r).0,
+            None
+        );
         assert_eq!(
             r.counters,
             vec![(Counter::SessionMinted, 1), (Counter::InternalError, 1)]

@@ -3,8 +3,8 @@
 //! are hardened, the mesh cookie is set and the response made uncacheable.
 
 use super::{
-    session_tag, tag, Issue, Pending, Record, ResponseDecision, ResponseEdits, ResponseView,
-    SetCookies,
+    app_cookies, session_tag, tag, Issue, Pending, Record, ResponseDecision, ResponseEdits,
+    ResponseView, SetCookies,
 };
 use crate::config::Config;
 use crate::metrics::Counter;
@@ -22,10 +22,16 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
     let signal = trust_signal(parse_signal(&resp.signals), p.may_signal, &mut rec);
     let subject = resp.subjects.first().map(|s| s.trim_ascii());
     let mut mesh = MeshCookie::from_request(p);
-    if let Some(m) = apply_signal(cfg, signal, subject, p, resp.now, &mut rec) {
+    if let Some(m) = apply_signal(signal, subject, p, resp.now, &mut rec) {
         mesh = m;
     }
-    // Binding of the apps' own Set-Cookies to the (new) session goes here.
+    app_cookies::bind_response(cfg, &mut mesh, p, &resp.set_cookies, &mut rec);
+    let decision = decision(p, signal, &mesh);
+    let session_hash = match &mesh {
+        MeshCookie::Set(s) => Some(token::session_hash(&s.id)),
+        MeshCookie::Expire => None,
+        MeshCookie::Keep => p.session.as_ref().map(|s| token::session_hash(&s.id)),
+    };
 
     let (list, changed) = harden_upstream_cookies(cfg, &resp.set_cookies, &mut rec);
     let ours = mesh_set_cookie(cfg, &mesh, resp.now);
@@ -48,6 +54,19 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
             no_store,
         },
         record: rec,
+        decision,
+        session_hash,
+    }
+}
+
+/// The word for `session_guard.decision` once the response is decided.
+fn decision(p: &Pending, signal: Signal, mesh: &MeshCookie) -> &'static str {
+    match (signal, mesh) {
+        (Signal::Login, MeshCookie::Set(_)) => "rotated_login",
+        (Signal::Privilege, MeshCookie::Set(_)) => "rotated_privilege",
+        (Signal::Logout | Signal::Conflicting, _) | (_, MeshCookie::Expire) => "logout",
+        (_, MeshCookie::Set(_)) if p.session.is_none() => "minted",
+        _ => p.decision,
     }
 }
 
@@ -127,7 +146,6 @@ impl MeshCookie {
 
 /// Applies a trusted signal; `None`: the mesh cookie stays as the request decided.
 pub fn apply_signal(
-    cfg: &Config,
     signal: Signal,
     subject: Option<&[u8]>,
     p: &Pending,
@@ -145,12 +163,12 @@ pub fn apply_signal(
         Signal::Login | Signal::Privilege => {
             let login = signal == Signal::Login;
             let subject = signal_subject(login, subject, p.session.as_ref(), rec);
-            Some(rotate(cfg, login, subject, p, now, rec))
+            Some(rotate(login, subject, p, now, rec))
         }
         Signal::Logout => {
             rec.count(Counter::Logout);
             rec.debug(|| {
-                let s = session_tag(cfg, p.session.as_ref());
+                let s = session_tag(p.session.as_ref());
                 format!("session ended on logout session={s}")
             });
             Some(MeshCookie::Expire)
@@ -191,7 +209,6 @@ fn signal_subject(
 
 /// Commits the ID forwarded as `x-session-id-next`; without one, ends the session instead.
 fn rotate(
-    cfg: &Config,
     login: bool,
     subject: Option<String>,
     p: &Pending,
@@ -204,7 +221,9 @@ fn rotate(
         rec.info(format_args!("rotation impossible, session ended"));
         return MeshCookie::Expire;
     };
-    let s = Session::new(id, now, subject);
+    // The new session keeps the scope, records the client and carries the app cookies that
+    // were valid on this request (an SSO login does not drop the app's cart).
+    let s = app_cookies::new_session(p, id, now, subject);
     let (counter, kind) = if login {
         (Counter::RotationLogin, "login")
     } else {
@@ -212,11 +231,8 @@ fn rotate(
     };
     rec.count(counter);
     rec.debug(|| {
-        let from = session_tag(cfg, p.session.as_ref());
-        format!(
-            "session rotated on {kind} from={from} to={}",
-            tag(cfg, &s.id)
-        )
+        let from = session_tag(p.session.as_ref());
+        format!("session rotated on {kind} from={from} to={}", tag(&s.id))
     });
     MeshCookie::Set(s)
 }
@@ -265,8 +281,6 @@ pub fn mesh_set_cookie(cfg: &Config, mesh: &MeshCookie, now: u64) -> Option<Stri
     }
 }
 
-/// A response that sets the mesh cookie is never stored by a shared cache: the new
-/// `Cache-Control`, if it must change.
 /// CDNs read targeted fields (RFC 9213 `CDN-Cache-Control`, `Surrogate-Control`, ...)
 /// *before* `Cache-Control`: on a response that carries the mesh cookie each one present
 /// becomes `no-store`, so no shared cache stores the cookie for the next visitor.
@@ -277,6 +291,8 @@ pub fn targeted_cache_headers(sets_mesh_cookie: bool, present: &[&str]) -> Vec<S
     present.iter().map(|n| n.to_string()).collect()
 }
 
+/// A response that sets the mesh cookie is never stored by a shared cache: the new
+/// `Cache-Control`, if it must change.
 pub fn cache_headers(sets_mesh_cookie: bool, existing: Option<&[u8]>) -> Option<Vec<u8>> {
     if !sets_mesh_cookie {
         return None;
@@ -306,6 +322,7 @@ mod tests {
             may_signal: true,
             request_id: "r".into(),
             now: 10,
+            ..Default::default()
         }
     }
 
@@ -337,34 +354,30 @@ mod tests {
 
     #[test]
     fn apply_rotates_expires_or_keeps() {
-        let c = cfg();
+        let _ = cfg();
         let mut r = Record::new(false, "r".into());
         let p = pending(true);
-        let Some(MeshCookie::Set(s)) = apply_signal(&c, Signal::Privilege, None, &p, 20, &mut r)
-        else {
+        let Some(MeshCookie::Set(s)) = apply_signal(Signal::Privilege, None, &p, 20, &mut r) else {
             unreachable!()
         };
         assert_eq!(
             (s.id, s.subject.as_deref()),
             (SessionId([7; 16]), Some("bob"))
         );
-        let login = apply_signal(&c, Signal::Login, None, &p, 20, &mut r);
+        let login = apply_signal(Signal::Login, None, &p, 20, &mut r);
         assert!(matches!(
             login,
             Some(MeshCookie::Set(Session { subject: None, .. }))
         ));
-        let none = apply_signal(&c, Signal::Login, Some(b"a"), &pending(false), 20, &mut r);
+        let none = apply_signal(Signal::Login, Some(b"a"), &pending(false), 20, &mut r);
         assert_eq!(
             none,
             Some(MeshCookie::Expire),
             "no next id: the session ends"
         );
-        assert_eq!(
-            apply_signal(&c, Signal::Unknown, None, &p, 20, &mut r),
-            None
-        );
-        assert_eq!(apply_signal(&c, Signal::None, None, &p, 20, &mut r), None);
-        let c2 = apply_signal(&c, Signal::Conflicting, None, &p, 20, &mut r);
+        assert_eq!(apply_signal(Signal::Unknown, None, &p, 20, &mut r), None);
+        assert_eq!(apply_signal(Signal::None, None, &p, 20, &mut r), None);
+        let c2 = apply_signal(Signal::Conflicting, None, &p, 20, &mut r);
         assert_eq!(c2, Some(MeshCookie::Expire));
         assert_eq!(
             r.counters.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
@@ -390,7 +403,7 @@ mod tests {
         assert_eq!(mesh_set_cookie(&c, &MeshCookie::Keep, 5), None);
         let s = Session::new(SessionId([1; 16]), 5, None);
         let set = mesh_set_cookie(&c, &MeshCookie::Set(s), 5).unwrap();
-        assert!(set.starts_with("__Host-session=v1.k1.") && set.ends_with("Max-Age=43200"));
+        assert!(set.starts_with("__Host-session=v2.k1.") && set.ends_with("Max-Age=43200"));
         assert_eq!(cache_headers(false, Some(b"public")), None);
         assert_eq!(
             cache_headers(true, None).as_deref(),

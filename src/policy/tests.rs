@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::{parse, Mode};
+use crate::config::{parse, Config, Mode};
 use crate::set_cookie;
 
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -28,10 +28,14 @@ fn view<'a>(cookies: Vec<&'a [u8]>) -> RequestView<'a> {
     }
 }
 
+/// A cookie for `s`, scoped as a request without `:authority` is (the views here).
 fn cookie_for(c: &Config, s: &Session) -> String {
+    let mut s = s.clone();
+    s.scope = request_scope(c, None);
+    s.client = s.id.client_fingerprint(&token::ua_digest(b""));
     format!(
         "__Host-session={}",
-        token::encode(s, "__Host-session", &c.keys[0]).unwrap()
+        token::encode(&s, "__Host-session", &c.keys[0]).unwrap()
     )
 }
 
@@ -121,7 +125,7 @@ fn invalid_cookies_are_counted_by_reason_and_replaced() {
         ),
         (
             "unknown key",
-            vec![good.replace("v1.k1.", "v1.k2.")],
+            vec![good.replace("v2.k1.", "v2.k2.")],
             "session_guard.session.invalid.unknown_key",
         ),
         (
@@ -264,6 +268,7 @@ fn pending(c: &Config, subject: Option<&str>, may_signal: bool) -> Pending {
         may_signal,
         request_id: "r1".into(),
         now: NOW,
+        ..Default::default()
     }
 }
 
@@ -395,7 +400,7 @@ fn upstream_set_cookies_blocked_hardened_and_kept_several() {
     assert_eq!(l.len(), 3);
     assert_eq!(l[0], b"theme=dark; Secure; SameSite=Lax");
     assert_eq!(l[1], b"a=1; Secure; SameSite=Strict");
-    assert!(l[2].starts_with(b"__Host-session=v1.k1."));
+    assert!(l[2].starts_with(b"__Host-session=v2.k1."));
     assert_eq!(
         r.edits.cache_control.as_deref(),
         Some(&b"private, max-age=60"[..])

@@ -71,6 +71,7 @@ mod tests {
             may_signal: false,
             request_id: "r".into(),
             now: 1,
+            ..Default::default()
         }
     }
 
