@@ -334,7 +334,8 @@ fn array<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], Invalid> {
     take(rest, N)?.try_into().map_err(|_| Invalid::Malformed)
 }
 
-fn parse_payload(payload: &[u8], legacy: bool) -> Result<Session, Invalid> {
+/// Reads an authentic payload (after the MAC): public for the fuzz target.
+pub fn parse_payload(payload: &[u8], legacy: bool) -> Result<Session, Invalid> {
     let mut rest = payload;
     let issued_at = u64::from_be_bytes(array(&mut rest)?);
     let last_used = u64::from_be_bytes(array(&mut rest)?);

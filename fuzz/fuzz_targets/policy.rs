@@ -5,7 +5,8 @@ use session_guard::policy::{decide_request, decide_response, grant_signal, Reque
 
 fuzz_target!(|data: &[u8]| {
     let cfg = session_guard::config::parse(
-        br#"{"keys":[{"id":"k1","secret":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]}"#,
+        br#"{"keys":[{"id":"k1","secret":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}],
+            "app_cookies":{"extra_names":["a"],"adopt_until":1800000001},"detect":{"client_change":"end"}}"#,
         &|_| None,
     )
     .unwrap();
@@ -20,6 +21,8 @@ fuzz_target!(|data: &[u8]| {
         path: Some(path),
         referer: Some(path),
         cookies: vec![cookie],
+        authority: Some(subject),
+        user_agent: Some(signal),
         now: 1_800_000_000,
         debug_logs: true,
         ..Default::default()
@@ -35,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         cache_control: Some(std::borrow::Cow::Borrowed(subject)),
         now: 1_800_000_000,
         debug_logs: true,
+        ..Default::default()
     };
     let _ = decide_response(&cfg, &d.pending, &resp);
 });
