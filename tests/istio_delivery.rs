@@ -141,7 +141,7 @@ async fn urls_are_cleaned_and_the_mesh_mints_sessions(s: &Scenario) -> Session {
     assert_eq!(got.path_str(), "/shop?item=3&qty=1");
 
     let a = set_cookie_value(&resp, &s.cookie).expect("a session minted");
-    assert!(a.starts_with("v1.k1."), "signed by k1: {a}");
+    assert!(a.starts_with("v2.k1."), "signed by k1: {a}");
     let line = set_cookie(&resp, &s.cookie).unwrap();
     assert_eq!(
         cookie_attr(&line, "HttpOnly").as_deref(),
@@ -233,7 +233,7 @@ async fn keys_rotate_without_a_restart(s: &mut Scenario, a: &Session) -> Session
     assert_eq!(session_id(&got), a.id, "cookie A (k1) still valid");
     let (resp, got) = s.get(app, "/", None).await;
     let b = set_cookie_value(&resp, &s.cookie).expect("a session minted");
-    assert!(b.starts_with("v1.k2."), "new sessions signed by k2: {b}");
+    assert!(b.starts_with("v2.k2."), "new sessions signed by k2: {b}");
     let sid_b = session_id(&got);
     assert_eq!(
         envoy
@@ -251,7 +251,7 @@ async fn keys_rotate_without_a_restart(s: &mut Scenario, a: &Session) -> Session
     assert_ne!(session_id(&got), a.id, "cookie A (k1) must be refused");
     let replaced =
         set_cookie_value(&resp, &s.cookie).expect("a new session for the refused cookie");
-    assert!(replaced.starts_with("v1.k2."), "{replaced}");
+    assert!(replaced.starts_with("v2.k2."), "{replaced}");
     let (_, got) = s.get(app, "/", Some(&b)).await;
     assert_eq!(session_id(&got), sid_b, "cookie B (k2) still valid");
     Session {
@@ -271,7 +271,7 @@ async fn traffic_runs_on_k2(s: &Scenario, b: &Session, path: &str) {
     let (resp, _) = s.get(&s.gw.app, "/", None).await;
     assert!(set_cookie_value(&resp, &s.cookie)
         .unwrap()
-        .starts_with("v1.k2."));
+        .starts_with("v2.k2."));
 }
 
 /// A refused update (a pluginConfig whose first key is too short) leaves the previous
@@ -439,7 +439,7 @@ async fn a_new_gateway_refuses_traffic_until_its_plugin_configuration_is_accepte
     assert_eq!(got.path_str(), "/shop");
     assert!(set_cookie_value(&resp, &cookie)
         .unwrap()
-        .starts_with("v1.k2."));
+        .starts_with("v2.k2."));
     session_id(&got);
     assert!(envoy
         .prometheus()

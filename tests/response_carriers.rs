@@ -90,7 +90,7 @@ async fn a_nameless_upstream_cookie_carrying_the_mesh_cookie_is_blocked() {
         let all = r.header_all("set-cookie");
         assert_eq!(all.len(), 2, "theme and the mesh's own: {all:?}");
         assert!(all.iter().any(|c| c.starts_with("theme=dark")));
-        assert!(all.iter().any(|c| c.starts_with("__Host-session=v1.")));
+        assert!(all.iter().any(|c| c.starts_with("__Host-session=v2.")));
         assert!(
             !all.iter().any(|c| c.trim_start().starts_with('=')),
             "{all:?}"

@@ -59,7 +59,7 @@ async fn mint_sets_a_host_only_secure_cookie_and_an_opaque_id() {
     assert_eq!(cookie_attr(&line, "Domain"), None, "__Host- forbids Domain");
     let value = set_cookie_value(&resp, NAME).unwrap();
     assert!(
-        value.starts_with("v1.k1.") && value.len() <= 4096,
+        value.starts_with("v2.k1.") && value.len() <= 4096,
         "{value}"
     );
     let cc = resp.header("cache-control").unwrap();
@@ -125,7 +125,7 @@ async fn tampered_foreign_and_malformed_cookies_are_refused_by_reason() {
         ("signed by another secret", foreign, "forged"),
         (
             "unknown key id",
-            value.replacen("v1.k1.", "v1.k9.", 1),
+            value.replacen("v2.k1.", "v2.k9.", 1),
             "unknown_key",
         ),
         ("not ours", "abc123".to_string(), "malformed"),
@@ -180,7 +180,7 @@ async fn key_ring_first_signs_all_verify() {
         Some(id1.as_str())
     );
     let (v2, _) = mint(&ring, &app).await;
-    assert!(v2.starts_with("v1.k2."), "the first key signs: {v2}");
+    assert!(v2.starts_with("v2.k2."), "the first key signs: {v2}");
     drop(ring);
     let (app, new) = ingress(cfg(&only_new, "")).await;
     with_cookie(&new, &format!("{NAME}={v1}")).await;
@@ -377,7 +377,7 @@ async fn upstream_cookies_are_blocked_or_hardened_and_stay_several() {
     let ours = set_cookies(&resp, NAME);
     assert_eq!(ours.len(), 1);
     assert!(
-        ours[0].starts_with(&format!("{NAME}=v1.k1.")),
+        ours[0].starts_with(&format!("{NAME}=v2.k1.")),
         "the upstream's value is gone"
     );
     let cc = resp.header("cache-control").unwrap();
