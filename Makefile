@@ -10,7 +10,7 @@ ENVOY_VERSION := 1.40.0
 export ENVOY_BIN := $(abspath $(ENVOY))
 export SESSION_GUARD_WASM := $(abspath $(WASM))
 
-.PHONY: all build test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps clean
+.PHONY: all build test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean
 
 all: build
 
@@ -44,6 +44,22 @@ bench-deps:
 image-deps:
 	$(call apt_need,umoci skopeo)
 
+# The real framework apps of tests/apps/ (app cookie binding proof, `make run`'s /legacy/):
+# PHP's own session module from Debian's php-cli, Express + express-session from npm at the
+# versions of the committed lock file. Node.js and npm come from Debian when missing.
+EXPRESS_APP := tests/apps/express
+
+apps-deps: $(EXPRESS_APP)/node_modules/.package-lock.json
+	$(call apt_need,php-cli)
+
+$(EXPRESS_APP)/node_modules/.package-lock.json: $(EXPRESS_APP)/package.json $(EXPRESS_APP)/package-lock.json
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory node-deps
+	cd $(EXPRESS_APP) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node-deps:
+	$(call apt_need,nodejs npm)
+
 ## --- build -----------------------------------------------------------------------------
 
 build: wasm-target
@@ -53,7 +69,7 @@ build: wasm-target
 ## --- tests -----------------------------------------------------------------------------
 
 # The browser test is required here (it may only skip when run outside `make test`).
-test: build deps browser-deps image-deps fuzz-smoke
+test: build deps browser-deps image-deps apps-deps fuzz-smoke
 	SESSION_GUARD_REQUIRE_BROWSER=1 cargo test --profile test-opt -- --test-threads=4
 
 test-unit:
@@ -66,7 +82,7 @@ lint: wasm-target
 
 ## --- demo ------------------------------------------------------------------------------
 
-run: build deps
+run: build deps apps-deps
 	@scripts/run-demo.sh
 
 ## --- delivery --------------------------------------------------------------------------
@@ -101,4 +117,4 @@ bench: build deps bench-deps perf-probes
 
 clean:
 	cargo clean
-	rm -rf $(VENV) fuzz/target
+	rm -rf $(VENV) fuzz/target $(EXPRESS_APP)/node_modules

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Session fixation, step by step, against the running demo (`make run` in another terminal).
-# Exit 0: the attack failed, as it must behind session-guard. Exit 1: the attack worked.
-# Exit 2: the demo is not reachable or the mesh is not minting sessions.
+# Part 1 plants the mesh's own session cookie; part 2 tosses a legacy app's OWN session cookie
+# (Express, connect.sid, under /legacy/), first straight at the app, then through the mesh.
+# Exit 0: the attacks failed, as they must behind session-guard. Exit 1: an attack worked
+# through the mesh. Exit 2: the demo is not reachable or the mesh is not minting sessions.
 #   DEMO_URL (default http://localhost:$DEMO_LISTEN_PORT, port 10000)
+#   DEMO_LEGACY_URL (default http://127.0.0.1:$DEMO_LEGACY_PORT, port 8083): the legacy app itself
 # curl keeps Secure cookies on plain HTTP only for the host name "localhost": keep it.
 set -euo pipefail
 URL=${DEMO_URL:-http://localhost:${DEMO_LISTEN_PORT:-10000}}
@@ -86,4 +89,69 @@ for path in '/whoami?jsessionid=ATTACKER&page=2' '/whoami;jsessionid=ATTACKER?pa
   case "$seen" in *ATTACKER* | *jsessionid*) fail "a session ID in the URL reached the app";; esac
 done
 
-printf '\n%sThe attack failed: session-guard rotated the session at login and stripped URL session IDs.%s\n' "$GREEN" "$N"
+# --- part 2: a legacy app that keeps its own session cookie --------------------------------
+LEGACY=$URL/legacy
+LEGACY_DIRECT=${DEMO_LEGACY_URL:-http://127.0.0.1:${DEMO_LEGACY_PORT:-8083}}/legacy
+APPC=connect.sid
+cookie_of() { # cookie_of JAR NAME: the value of cookie NAME in a curl jar (empty when none)
+  awk -v n="$2" -F'\t' '$6 == n { v = $7 } END { print v }' "$1" 2>/dev/null || true
+}
+plant() { # plant JAR URL NAME VALUE: a cookie for URL's host with Path=/legacy/, which a
+  # browser (and curl) sends before the app's own Path=/ cookie of that name
+  local h=${2#*://}; h=${h%%/*}; h=${h%%:*}
+  printf '%s\tFALSE\t/legacy/\tFALSE\t0\t%s\t%s\n' "$h" "$3" "$4" >>"$1"
+}
+# legacy_attack VICTIM_BASE ATTACKER_BASE: the four steps; sets LOGIN VICTIM_ME ATTACKER_ME
+# PLANTED_ME (who the planted ID is, asked of the app itself).
+legacy_attack() {
+  local v=$WORK/legacy-victim.jar a=$WORK/legacy-attacker.jar planted
+  rm -f "$v" "$a"
+  curl -sS --fail -o /dev/null -b "$a" -c "$a" "$2/login-form"
+  planted=$(cookie_of "$a" "$APPC")
+  [ -n "$planted" ] || { echo "demo-attack: $2 set no $APPC cookie" >&2; exit 2; }
+  plant "$v" "$1" lang en
+  plant "$v" "$1" "$APPC" "$planted"
+  curl -sS --fail -o /dev/null -b "$v" -c "$v" "$1/login-form"
+  LOGIN=$(curl -sS -b "$v" -c "$v" --data 'user=victim&password=victim-pass' "$1/login" | tr -d '\n')
+  VICTIM_ME=$(curl -sS --fail -b "$v" -c "$v" "$1/me" | tr -d '\n')
+  ATTACKER_ME=$(curl -sS --fail -b "$a" -c "$a" "$2/me" | tr -d '\n')
+  PLANTED_ME=$(curl -sS --fail -b "$APPC=$planted" "$LEGACY_DIRECT/me" | tr -d '\n')
+  say "attacker's genuine cookie: $APPC=${planted:0:30}...  (from $2)"
+}
+if ! curl -s -o /dev/null --max-time 5 --fail "$LEGACY/me"; then
+  echo "demo-attack: no legacy app at $LEGACY (an older demo? restart 'make run')" >&2
+  exit 2
+fi
+
+step "7. A legacy app with its own session cookie (Express, connect.sid), attacked directly"
+say "its login stores the user in the existing session, no regenerate: the textbook bug."
+say "(the demo exposes the app's own port, $LEGACY_DIRECT, to show the difference)"
+legacy_attack "$LEGACY_DIRECT" "$LEGACY_DIRECT"
+say "the attacker tosses it into the victim's browser (e.g. Domain=.example.com, Path=/legacy/)"
+say "the victim logs in: $LOGIN; the victim's /me: $VICTIM_ME"
+say "the attacker's /me: $ATTACKER_ME"
+if [ "$ATTACKER_ME" = victim ]; then
+  say "-> ${RED}without the mesh the attack works${N}: the attacker is logged in as the victim."
+else
+  say "(the direct attack did not work: the app is not the vulnerable one this demo expects)"
+fi
+
+for source in mesh app; do
+  if [ "$source" = mesh ]; then
+    step "8. The same attack through the mesh ($LEGACY/), the attacker a normal visitor"
+    legacy_attack "$LEGACY" "$LEGACY"
+  else
+    step "9. Again through the mesh, with a cookie the attacker got from the app itself"
+    legacy_attack "$LEGACY" "$LEGACY_DIRECT"
+  fi
+  say "the victim logs in: $LOGIN; the victim's /me: $VICTIM_ME"
+  [ "$VICTIM_ME" = victim ] || {
+    echo "demo-attack: the victim is not logged in through the mesh: $VICTIM_ME" >&2; exit 2; }
+  say "the attacker's /me: $ATTACKER_ME; the app says the planted ID is: $PLANTED_ME"
+  [ "$ATTACKER_ME" = anonymous ] || fail "the tossed $APPC is logged in as '$ATTACKER_ME' ($source cookie)"
+  [ "$PLANTED_ME" = anonymous ] || fail "the app logged the planted $APPC in as '$PLANTED_ME'"
+  say "-> anonymous: the tossed $APPC was not bound to the victim's mesh session, so the mesh"
+  say "   removed it; the app gave the victim a fresh session, bound to the victim's browser."
+done
+
+printf '\n%sThe attacks failed: session-guard rotated the session at login, stripped URL session IDs and let only app cookies bound to the browser reach the legacy app.%s\n' "$GREEN" "$N"

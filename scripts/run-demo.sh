@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # `make run`: the session-guard demo on this machine.
 #   demo/app.py (cluster app) and demo/auth.py (cluster auth) and a second app.py as the API,
-#   behind Envoy with envoy/ingress.yaml and the built filter. Ctrl-C stops all of it.
+#   plus a legacy Express app with its own session cookie (tests/apps/express, cluster legacy,
+#   route /legacy/), behind Envoy with envoy/ingress.yaml and the built filter. Ctrl-C stops
+#   all of it.
 # Ports can be moved when busy:
 #   DEMO_LISTEN_PORT (10000) DEMO_ADMIN_PORT (9901) DEMO_APP_PORT (8080) DEMO_AUTH_PORT (8081)
-#   DEMO_API_PORT (8082)
+#   DEMO_API_PORT (8082) DEMO_LEGACY_PORT (8083)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -14,6 +16,7 @@ ADMIN=${DEMO_ADMIN_PORT:-9901}
 APP=${DEMO_APP_PORT:-8080}
 AUTH=${DEMO_AUTH_PORT:-8081}
 API=${DEMO_API_PORT:-8082}
+LEGACY=${DEMO_LEGACY_PORT:-8083}
 PY=${DEMO_PYTHON:-$ROOT/.venv/bin/python}
 ENVOY=${ENVOY_BIN:-$ROOT/.venv/bin/envoy}
 WASM=${SESSION_GUARD_WASM:-$ROOT/target/wasm32-wasip1/release/session_guard.wasm}
@@ -25,6 +28,9 @@ die() { echo "run-demo: $*" >&2; exit 1; }
 [ -x "$ENVOY" ] || die "no Envoy at $ENVOY (run 'make deps')"
 [ -f "$WASM" ] || die "no filter at $WASM (run 'make build')"
 command -v curl >/dev/null || die "curl is needed"
+command -v node >/dev/null || die "node is needed for the legacy app (run 'make apps-deps')"
+[ -d tests/apps/express/node_modules/express-session ] ||
+  die "the legacy app's packages are missing (run 'make apps-deps')"
 
 mkdir -p "$RUN"
 # One demo at a time: they would share .run/demo (config, logs).
@@ -34,7 +40,7 @@ flock -n 9 || die "another run-demo.sh is running (it holds $RUN/lock); stop it 
 # Fail before starting anything if a port is taken: a half-started demo behind somebody
 # else's server on 8080 would show confusing results.
 for var in DEMO_LISTEN_PORT:$LISTEN DEMO_ADMIN_PORT:$ADMIN DEMO_APP_PORT:$APP \
-           DEMO_AUTH_PORT:$AUTH DEMO_API_PORT:$API; do
+           DEMO_AUTH_PORT:$AUTH DEMO_API_PORT:$API DEMO_LEGACY_PORT:$LEGACY; do
   p=${var#*:}
   if ! "$PY" - "$p" <<'EOF'
 import socket, sys
@@ -77,6 +83,21 @@ subst "port_value: 8080 }" "port_value: $APP }"
 subst "port_value: 8081 }" "port_value: $AUTH }"
 subst "port_value: 8082 }" "port_value: $API }"
 subst "filename: target/wasm32-wasip1/release/session_guard.wasm" "filename: $WASM"
+# The legacy app: a route /legacy/ before the catch-all, and its cluster (a copy of `app`'s).
+catch_all='              - match: { prefix: / }'
+subst "$catch_all" "              - match: { prefix: /legacy/ }
+                route: { cluster: legacy }
+$catch_all"
+legacy_cluster="  - name: legacy
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: legacy
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $LEGACY } } }
+"
+printf '%s' "$legacy_cluster" >>"$CONFIG"
 
 PIDS=()
 cleanup() {
@@ -102,15 +123,17 @@ start() { # start NAME CMD...: in the background, output to .run/demo/NAME.log
 start app "$PY" -u demo/app.py "$APP" app
 start auth "$PY" -u demo/auth.py "$AUTH"
 start api "$PY" -u demo/app.py "$API" api
+start legacy env APP_PREFIX=/legacy node tests/apps/express/app.js "$LEGACY"
 start envoy "$ENVOY" -c "$CONFIG" --disable-hot-restart \
   --log-level warn --component-log-level wasm:info
 
-# Ready = every process alive and a request through Envoy reaching the app.
+# Ready = every process alive and requests through Envoy reaching the app and the legacy app.
+serves() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$LISTEN$1" 2>/dev/null)" = 200 ]; }
 deadline=$((SECONDS + 30))
-until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$LISTEN/whoami" 2>/dev/null)" = 200 ]; do
+until serves /whoami && serves /legacy/me; do
   for i in "${!PIDS[@]}"; do
     if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
-      name=(app auth api envoy); log=$RUN/${name[$i]}.log
+      name=(app auth api legacy envoy); log=$RUN/${name[$i]}.log
       echo "run-demo: ${name[$i]} exited at startup; last lines of $log:" >&2
       tail -n 30 "$log" >&2
       exit 1
@@ -126,6 +149,7 @@ done
 
 U=http://localhost:$LISTEN
 attack=scripts/demo-attack.sh
+[ "$LEGACY" = 8083 ] || attack="DEMO_LEGACY_PORT=$LEGACY $attack"
 [ "$LISTEN" = 10000 ] || attack="DEMO_LISTEN_PORT=$LISTEN $attack"
 cookie_check=$(curl -s -D - -o /dev/null "$U/whoami" | grep -ci '^set-cookie: __Host-session=' || true)
 cat <<EOF
@@ -133,6 +157,7 @@ cat <<EOF
 session-guard demo is up ($key_note; logs in .run/demo/).
   Envoy   http://127.0.0.1:$LISTEN  (admin 127.0.0.1:$ADMIN)
   app     127.0.0.1:$APP   auth 127.0.0.1:$AUTH (/auth/)   api 127.0.0.1:$API (/api/)
+  legacy  127.0.0.1:$LEGACY (/legacy/: Express with its own connect.sid session, no regenerate at login)
 
 Open in a browser:  http://127.0.0.1:$LISTEN/
   (Chromium keeps the Secure cookie over plain HTTP on 127.0.0.1 and localhost.)
@@ -150,6 +175,10 @@ Try with curl (curl keeps Secure cookies on http only for "localhost", hence the
   curl -s -c /tmp/sg.jar -b /tmp/sg.jar $U/whoami
   # The app's own cookie gets Secure and SameSite from the mesh
   curl -si $U/ | grep -i set-cookie
+  # The legacy app's own session cookie is bound to the mesh session that received it
+  curl -s -c /tmp/sg-legacy.jar -b /tmp/sg-legacy.jar $U/legacy/login-form >/dev/null
+  curl -s -c /tmp/sg-legacy.jar -b /tmp/sg-legacy.jar -d 'user=alice&password=demo' $U/legacy/login
+  curl -s -c /tmp/sg-legacy.jar -b /tmp/sg-legacy.jar $U/legacy/me
   # What the mesh decided, as counters
   curl -s '127.0.0.1:$ADMIN/stats?filter=session_guard'
 
@@ -165,6 +194,6 @@ echo "Showing the auth service's and the filter's log lines. Ctrl-C stops everyt
 tail -n 0 -F "$RUN/auth.log" "$RUN/envoy.log" &
 PIDS+=("$!")
 # Stop as soon as any demo process dies, so a crashed Envoy is not hidden behind a live tail.
-wait -n "${PIDS[@]:0:4}" || true
+wait -n "${PIDS[@]:0:5}" || true
 echo "run-demo: a demo process exited; see .run/demo/*.log" >&2
 exit 1

@@ -41,6 +41,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod apps;
 pub mod client;
 pub mod cookies;
 pub mod envoy;
@@ -50,6 +51,7 @@ pub mod mesh;
 pub mod process;
 pub mod upstream;
 
+pub use apps::*;
 pub use client::*;
 pub use cookies::*;
 pub use envoy::*;
