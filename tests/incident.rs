@@ -544,3 +544,64 @@ fn revoke_script_refuses_bad_input() {
     assert_eq!(code, 2);
     assert!(err.contains("not a WasmPlugin"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// One access log format everywhere
+
+/// The access log format of a shipped Envoy config (its one access log).
+fn envoy_format(file: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let root: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let hcm =
+        &root["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let logs = hcm["access_log"].as_sequence().expect("an access_log");
+    assert_eq!(logs.len(), 1, "{file}");
+    let cfg = &logs[0]["typed_config"];
+    assert_eq!(cfg["path"].as_str(), Some("/dev/stdout"), "{file}");
+    cfg["log_format"]["text_format_source"]["inline_string"]
+        .as_str()
+        .expect("a text format")
+        .to_owned()
+}
+
+#[test]
+fn istio_telemetry_and_both_envoy_configs_log_the_same_line() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("istio/telemetry.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let provider = &docs[0]["spec"]["meshConfig"]["extensionProviders"][0];
+    let name = provider["name"].as_str().unwrap();
+    let istio = provider["envoyFileAccessLog"]["logFormat"]["text"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        docs[1]["spec"]["accessLogging"][0]["providers"][0]["name"].as_str(),
+        Some(name),
+        "the Telemetry resource turns on the provider the mesh config defines"
+    );
+    assert_eq!(docs[1]["kind"].as_str(), Some("Telemetry"));
+    for file in ["envoy/ingress.yaml", "envoy/sidecar.yaml"] {
+        assert_eq!(envoy_format(file), istio, "{file} vs istio/telemetry.yaml");
+    }
+    for operand in [
+        "%FILTER_STATE(wasm.session_guard.session:PLAIN)%",
+        "%FILTER_STATE(wasm.session_guard.decision:PLAIN)%",
+        "%REQ(X-REQUEST-ID)%",
+    ] {
+        assert!(istio.contains(operand), "{operand}");
+    }
+    assert!(
+        !istio.contains("PATH"),
+        "the path may carry a URL session ID"
+    );
+    let sample = "[2025-01-01T00:00:00.000Z] \"GET example.com\" 200 - 3ms app \
+                  request_id=r-1 session=0123456789abcdef decision=valid";
+    let line = parse_access_line(sample).expect("the test parser reads the format");
+    assert_eq!(
+        (line.status, line.request_id.as_str(), line.session.as_str()),
+        (200, "r-1", "0123456789abcdef")
+    );
+}
