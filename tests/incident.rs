@@ -545,6 +545,12 @@ fn revoke_script_refuses_bad_input() {
     assert!(err.contains("not a WasmPlugin"), "{err}");
 }
 
+/// The formula of docs/operations.md and istio/RUNBOOK.md (its Python one-liner gives the same).
+#[test]
+fn session_hash_is_the_documented_formula() {
+    assert_eq!(session_hash("AAECAwQFBgcICQoLDA0ODw"), "51d1df287047a731");
+}
+
 // ---------------------------------------------------------------------------------------------
 // One access log format everywhere
 
