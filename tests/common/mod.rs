@@ -41,6 +41,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod access_log;
 pub mod apps;
 pub mod client;
 pub mod cookies;
