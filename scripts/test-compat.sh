@@ -78,7 +78,7 @@ for v in $VERSIONS; do
     --no-fail-fast -- --test-threads="$THREADS" >"$log_dir/test.log" 2>&1
   rc=$?
   read -r passed failed ignored <<<"$(sum_results "$log_dir/test.log")"
-  failing="$(grep -E '^test .* \.\.\. FAILED$' "$log_dir/test.log" | awk '{print $2}' | tr '\n' ' ')"
+  failing="$(grep -E '^test .* \.\.\. FAILED$' "$log_dir/test.log" | awk '{print $2}' | paste -sd, -)"
   if [ "$rc" -eq 0 ]; then
     result="passed: $passed passed, $failed failed, $ignored ignored"
   else
