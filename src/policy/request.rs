@@ -34,31 +34,18 @@ pub fn decide_request(
     // Defense 2: the only session an upstream sees was minted, and signed, by the mesh:
     // signature, age, scope, revocation, client (session.rs), then the app cookies bound to it.
     let host = req.authority.map(super::host_scope).unwrap_or_default();
-    let ctx = Ctx {
-        now: req.now,
-        scope: super::request_scope(cfg, req.authority),
-        host: &host,
-        ua: (cfg.detect.client_change != ClientChange::Off)
-            .then(|| token::ua_digest(req.user_agent.unwrap_or_default())),
-    };
+    let ctx = request_ctx(cfg, req, &host);
     let found = cookies::find(&req.cookies, cfg.cookie.name.as_bytes());
     let check = session::verify_mesh_cookie(cfg, &found, &ctx);
-    let mut decision = check.decision();
+    let checked = check.decision();
     let (session, issue) = session::adopt_session(check, &mut rec);
     let without_mesh = cookie_header_without_mesh_cookie(cfg, &req.cookies, found.count);
     let (mut session, mut issue) = mint(cfg, session, issue, &ctx, random_id, &mut rec);
-    if issue == Issue::Minted && decision == "none" {
-        decision = "minted";
-    }
-    let app = app_cookies::filter_request(
-        cfg,
-        &req.cookies,
-        without_mesh,
-        session.as_mut(),
-        &mut issue,
-        req.now,
-        &mut rec,
-    );
+    let minted = issue == Issue::Minted && checked == "none";
+    let decision = if minted { "minted" } else { checked };
+    let (current, s) = (without_mesh, session.as_mut());
+    let app =
+        app_cookies::filter_request(cfg, &req.cookies, current, s, &mut issue, req.now, &mut rec);
     edits.cookies = app.cookies;
 
     // What upstreams get: only the mesh's word on sessions.
@@ -69,16 +56,29 @@ pub fn decide_request(
         .then(&mut *random_id)
         .flatten()
         .map(SessionId);
-    let mut pending = pending(session, issue, rec.request_id.clone(), req.now);
-    pending.scope = ctx.scope;
-    pending.ua = ctx.ua;
-    pending.app_cookies = app.kept;
-    pending.spare_id = spare_id;
-    pending.decision = decision;
+    let pending = Pending {
+        scope: ctx.scope,
+        ua: ctx.ua,
+        app_cookies: app.kept,
+        spare_id,
+        decision,
+        ..pending(session, issue, rec.request_id.clone(), req.now)
+    };
     RequestDecision {
         outcome: RequestOutcome::Forward(edits),
         pending,
         record: rec,
+    }
+}
+
+/// What the validator needs from the request: its scope and its client's fingerprint input.
+fn request_ctx<'a>(cfg: &Config, req: &RequestView<'_>, host: &'a [u8]) -> Ctx<'a> {
+    Ctx {
+        now: req.now,
+        scope: super::request_scope(cfg, req.authority),
+        host,
+        ua: (cfg.detect.client_change != ClientChange::Off)
+            .then(|| token::ua_digest(req.user_agent.unwrap_or_default())),
     }
 }
 
@@ -101,70 +101,59 @@ pub fn url_defense(cfg: &Config, method: &[u8], path: Option<&[u8]>, rec: &mut R
         return UrlStep::Clean;
     };
     rec.count_n(Counter::UrlParamsRemoved, s.removed as u64);
+    let n = s.removed;
     if s.unsafe_path {
         // In every url.action: the stripped path was never normalized by Envoy.
         rec.count(Counter::UrlUnsafePath);
         rec.info(format_args!(
             "url refused: removing session parameters would leave an empty, . or .. segment"
         ));
-        return UrlStep::Reply((
-            LocalReply {
-                status: 400,
-                headers: vec![
-                    ("content-type", "text/plain; charset=utf-8".into()),
-                    ("cache-control", "no-store".into()),
-                ],
-                body: b"session identifiers are not accepted in this URL\n",
-            },
-            "url_unsafe",
-        ));
+        let body = b"session identifiers are not accepted in this URL\n";
+        return UrlStep::Reply((bad_request(body), "url_unsafe"));
     }
     let is_get = method == b"GET" || method == b"HEAD";
     match cfg.url.action {
         UrlAction::Reject => {
             rec.count(Counter::UrlRejected);
-            let n = s.removed;
             rec.info(format_args!(
                 "url rejected: {n} session parameter(s) in the URL"
             ));
-            UrlStep::Reply((
-                LocalReply {
-                    status: 400,
-                    headers: vec![
-                        ("content-type", "text/plain; charset=utf-8".into()),
-                        ("cache-control", "no-store".into()),
-                    ],
-                    body: b"session identifiers are not accepted in URLs\n",
-                },
-                "url_rejected",
-            ))
+            let body = b"session identifiers are not accepted in URLs\n";
+            UrlStep::Reply((bad_request(body), "url_rejected"))
         }
         UrlAction::Redirect if is_get => {
             rec.count(Counter::UrlRedirected);
-            let n = s.removed;
             rec.info(format_args!(
                 "url redirected: {n} session parameter(s) removed"
             ));
-            UrlStep::Reply((
-                LocalReply {
-                    status: 302,
-                    headers: vec![
-                        ("location", url::location_value(&s.value)),
-                        ("cache-control", "no-store".into()),
-                    ],
-                    body: b"",
-                },
-                "url_redirected",
-            ))
+            let reply = LocalReply {
+                status: 302,
+                headers: vec![
+                    ("location", url::location_value(&s.value)),
+                    ("cache-control", "no-store".into()),
+                ],
+                body: b"",
+            };
+            UrlStep::Reply((reply, "url_redirected"))
         }
         _ => {
             rec.count(Counter::UrlStripped);
-            let n = s.removed;
             rec.info(format_args!(
                 "url stripped: {n} session parameter(s) removed"
             ));
             UrlStep::Forward(s.value)
         }
+    }
+}
+
+fn bad_request(body: &'static [u8]) -> LocalReply {
+    LocalReply {
+        status: 400,
+        headers: vec![
+            ("content-type", "text/plain; charset=utf-8".into()),
+            ("cache-control", "no-store".into()),
+        ],
+        body,
     }
 }
 
