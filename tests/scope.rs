@@ -53,8 +53,13 @@ async fn app_sees(m: &Mesh, host: &str, cookie: &str, h2: bool) -> (Option<Strin
     let r = get(m, host, "/me", Some(cookie), h2).await;
     assert_eq!(r.status, 200);
     let seen = m.app.last().unwrap();
-    assert!(seen.header("cookie").is_none_or(|c| !c.contains(SESSION_COOKIE)));
-    (seen.header("x-session-subject"), set_cookie(&r, SESSION_COOKIE).is_some())
+    assert!(seen
+        .header("cookie")
+        .is_none_or(|c| !c.contains(SESSION_COOKIE)));
+    (
+        seen.header("x-session-subject"),
+        set_cookie(&r, SESSION_COOKIE).is_some(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -64,19 +69,40 @@ async fn a_cookie_replayed_to_another_tenant_is_refused() {
     let mut refused = 0;
     for h2 in [false, true] {
         // The host that minted it, however Envoy is asked for it.
-        for host in [A, "tenant-a.example.com:443", "Tenant-A.Example.COM", "tenant-a.example.com."] {
-            assert_eq!(app_sees(&m, host, &alice, h2).await.0.as_deref(), Some("alice"), "{host}");
+        for host in [
+            A,
+            "tenant-a.example.com:443",
+            "Tenant-A.Example.COM",
+            "tenant-a.example.com.",
+        ] {
+            assert_eq!(
+                app_sees(&m, host, &alice, h2).await.0.as_deref(),
+                Some("alice"),
+                "{host}"
+            );
         }
         // Any other host: no identity, a fresh anonymous session instead.
-        for host in [B, "tenant-b.example.com:8443", "TENANT-B.example.com.", "tenant-a.example.org"] {
+        for host in [
+            B,
+            "tenant-b.example.com:8443",
+            "TENANT-B.example.com.",
+            "tenant-a.example.org",
+        ] {
             let (subject, new_cookie) = app_sees(&m, host, &alice, h2).await;
             assert_eq!(subject, None, "{host} (h2={h2})");
             assert!(new_cookie, "{host}: a new anonymous session replaces it");
             refused += 1;
         }
     }
-    assert_eq!(m.envoy.counter("session_guard.session.invalid.wrong_scope").await, refused);
-    m.envoy.wait_log("session cookie invalid: wrong_scope session=").await;
+    assert_eq!(
+        m.envoy
+            .counter("session_guard.session.invalid.wrong_scope")
+            .await,
+        refused
+    );
+    m.envoy
+        .wait_log("session cookie invalid: wrong_scope session=")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -85,14 +111,34 @@ async fn a_fixed_scope_is_shared_by_the_hosts_of_one_tenant() {
     let alice = alice_on(&m, "www.tenant-a.example").await;
     for h2 in [false, true] {
         for host in ["www.tenant-a.example", "shop.tenant-a.example", B] {
-            assert_eq!(app_sees(&m, host, &alice, h2).await.0.as_deref(), Some("alice"), "{host}");
+            assert_eq!(
+                app_sees(&m, host, &alice, h2).await.0.as_deref(),
+                Some("alice"),
+                "{host}"
+            );
         }
     }
-    assert_eq!(m.envoy.counter("session_guard.session.invalid.wrong_scope").await, 0);
+    assert_eq!(
+        m.envoy
+            .counter("session_guard.session.invalid.wrong_scope")
+            .await,
+        0
+    );
     // The same key ring with another scope (another plugin instance) refuses it.
     let other = gateway(r#","cookie":{"scope":"tenant-b"}"#).await;
-    assert_eq!(app_sees(&other, "www.tenant-a.example", &alice, false).await.0, None);
-    assert_eq!(other.envoy.counter("session_guard.session.invalid.wrong_scope").await, 1);
+    assert_eq!(
+        app_sees(&other, "www.tenant-a.example", &alice, false)
+            .await
+            .0,
+        None
+    );
+    assert_eq!(
+        other
+            .envoy
+            .counter("session_guard.session.invalid.wrong_scope")
+            .await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,8 +150,19 @@ async fn monitor_mode_counts_a_replay_without_refusing_it() {
     let alice = alice_on(&enforce, A).await;
     let (subject, new_cookie) = app_sees(&m, B, &alice, false).await;
     assert!(!new_cookie, "monitor mode changes nothing");
-    assert_eq!(subject, None, "monitor mode forwards no session headers of its own");
+    assert_eq!(
+        subject, None,
+        "monitor mode forwards no session headers of its own"
+    );
     let seen = m.app.last().unwrap();
-    assert!(seen.header("cookie").unwrap().contains(&alice), "the cookie passes as sent");
-    assert_eq!(m.envoy.counter("session_guard.session.invalid.wrong_scope").await, 1);
+    assert!(
+        seen.header("cookie").unwrap().contains(&alice),
+        "the cookie passes as sent"
+    );
+    assert_eq!(
+        m.envoy
+            .counter("session_guard.session.invalid.wrong_scope")
+            .await,
+        1
+    );
 }
