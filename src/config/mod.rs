@@ -9,6 +9,7 @@
 
 mod json;
 mod validate;
+mod validate_sessions;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -2,10 +2,8 @@
 //! contract's defaults, then [`cross_checks`] applies the rules that span sections.
 //! Every error names the field path and the problem, never the value.
 
-use super::json::{
-    RawAppCookies, RawConfig, RawCookie, RawDetect, RawKey, RawRevoke, RawSignal, RawUpstream,
-    RawUrl, SecondsByName,
-};
+use super::json::{RawConfig, RawCookie, RawKey, RawSignal, RawUpstream, RawUrl};
+use super::validate_sessions::{app_cookies, detect, legacy_hosts, revoke, scope};
 use super::*;
 use base64::Engine as _;
 
@@ -13,8 +11,6 @@ const MIN_SECRET_LEN: usize = 32;
 const MAX_KEY_ID_LEN: usize = 32;
 const MAX_KEYS: usize = 16;
 const MAX_NAME_LEN: usize = 128;
-const MAX_SCOPE_LEN: usize = 256;
-const MAX_APP_COOKIES: usize = 64;
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -43,7 +39,7 @@ pub(super) fn config(raw: RawConfig, env: Env) -> Result<Config, ConfigError> {
 }
 
 /// Maps a string setting to one of `choices`; absent gives the first.
-fn choice<T: Copy>(
+pub(super) fn choice<T: Copy>(
     field: &str,
     value: Option<&str>,
     choices: &[(&str, T)],
@@ -231,49 +227,6 @@ fn lifetimes(max_age_s: Option<u64>, idle_s: Option<u64>) -> Result<(u64, u64), 
     Ok((max_age_s, idle_timeout_s))
 }
 
-/// `cookie.legacy_hosts`: hosts on which 0.1.0 (version 1, unscoped) cookies still verify.
-fn legacy_hosts(raw: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
-    let raw = raw.unwrap_or_default();
-    if raw.len() > MAX_APP_COOKIES {
-        return Err(ConfigError::new(
-            "cookie.legacy_hosts",
-            format!(
-                "has {} entries; at most {MAX_APP_COOKIES} are allowed",
-                raw.len()
-            ),
-        ));
-    }
-    raw.iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let ok = !h.is_empty()
-                && h.len() <= MAX_SCOPE_LEN
-                && h.bytes().all(|b| b.is_ascii_graphic());
-            if !ok {
-                return Err(ConfigError::new(
-                    format!("cookie.legacy_hosts[{i}]"),
-                    "must be a host name (1-256 visible ASCII characters)",
-                ));
-            }
-            Ok(String::from_utf8_lossy(&crate::policy::host_scope(h.as_bytes())).into_owned())
-        })
-        .collect()
-}
-
-fn scope(raw: Option<String>) -> Result<Scope, ConfigError> {
-    match raw.as_deref() {
-        None | Some("host") => Ok(Scope::Host),
-        Some("") => Ok(Scope::None),
-        Some(s) if s.len() <= MAX_SCOPE_LEN && s.bytes().all(is_printable) => {
-            Ok(Scope::Fixed(s.to_string()))
-        }
-        Some(_) => Err(ConfigError::new(
-            "cookie.scope",
-            "must be \"host\", \"\" or 1 to 256 printable ASCII characters without spaces",
-        )),
-    }
-}
-
 fn url(ru: RawUrl, cookie_name: &str) -> Result<UrlConfig, ConfigError> {
     let mut params: Vec<String> = match ru.params {
         Some(p) => names("url.params", p)?,
@@ -303,7 +256,7 @@ fn url(ru: RawUrl, cookie_name: &str) -> Result<UrlConfig, ConfigError> {
 
 /// Keeps the first occurrence of each name (a hand-rolled dedup: sorting pulls in several
 /// KiB of code for a list of a dozen names).
-fn dedup(names: Vec<String>) -> Vec<String> {
+pub(super) fn dedup(names: Vec<String>) -> Vec<String> {
     let mut unique: Vec<String> = Vec::with_capacity(names.len());
     for n in names {
         if !unique.contains(&n) {
@@ -314,17 +267,17 @@ fn dedup(names: Vec<String>) -> Vec<String> {
 }
 
 /// Parameter names: printable ASCII, lowercased for case-insensitive comparison.
-fn names(field: &str, names: Vec<String>) -> Result<Vec<String>, ConfigError> {
+pub(super) fn names(field: &str, names: Vec<String>) -> Result<Vec<String>, ConfigError> {
     checked_names(field, names, is_printable, "printable ASCII")
 }
 
 /// Printable ASCII without space.
-fn is_printable(b: u8) -> bool {
+pub(super) fn is_printable(b: u8) -> bool {
     (0x21..0x7f).contains(&b)
 }
 
 /// Names of at most [`MAX_NAME_LEN`] bytes, each accepted by `byte_ok`, lowercased.
-fn checked_names(
+pub(super) fn checked_names(
     field: &str,
     names: Vec<String>,
     byte_ok: fn(u8) -> bool,
@@ -381,7 +334,11 @@ fn upstream(rp: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     })
 }
 
-fn header_name(field: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+pub(super) fn header_name(
+    field: &str,
+    value: Option<String>,
+    default: &str,
+) -> Result<String, ConfigError> {
     let v = value.unwrap_or_else(|| default.to_string());
     if v.is_empty() || !v.bytes().all(is_token_byte) {
         return Err(ConfigError::new(
@@ -394,111 +351,6 @@ fn header_name(field: &str, value: Option<String>, default: &str) -> Result<Stri
 
 /// `app_cookies.names` (or the defaults) then `extra_names`, lowercased and deduplicated.
 /// The mesh cookie is never an app cookie: naming it is refused, and the defaults skip it.
-fn app_cookies(ra: RawAppCookies, mesh_cookie: &str) -> Result<AppCookiesConfig, ConfigError> {
-    let mesh = mesh_cookie.to_ascii_lowercase();
-    let mut all = match ra.names {
-        Some(n) => app_cookie_names("app_cookies.names", n, &mesh)?,
-        None => DEFAULT_APP_COOKIES
-            .iter()
-            .map(|s| s.to_ascii_lowercase())
-            .filter(|s| *s != mesh)
-            .collect(),
-    };
-    if let Some(extra) = ra.extra_names {
-        all.extend(app_cookie_names("app_cookies.extra_names", extra, &mesh)?);
-    }
-    Ok(AppCookiesConfig {
-        names: dedup(all),
-        adopt_until: ra.adopt_until,
-    })
-}
-
-fn app_cookie_names(field: &str, raw: Vec<String>, mesh: &str) -> Result<Vec<String>, ConfigError> {
-    if raw.len() > MAX_APP_COOKIES {
-        return Err(too_many(field, raw.len(), MAX_APP_COOKIES));
-    }
-    let names = checked_names(field, raw, is_token_byte, "cookie-name token")?;
-    if let Some(i) = names.iter().position(|n| n == mesh) {
-        return Err(ConfigError::new(
-            format!("{field}[{i}]"),
-            "must not be the mesh session cookie (cookie.name)",
-        ));
-    }
-    Ok(names)
-}
-
-fn too_many(field: &str, n: usize, max: usize) -> ConfigError {
-    ConfigError::new(field, format!("has {n} entries; at most {max} are allowed"))
-}
-
-fn revoke(rr: RawRevoke) -> Result<RevokeConfig, ConfigError> {
-    Ok(RevokeConfig::new(
-        rr.not_before,
-        revoked_subjects(rr.subjects.unwrap_or_default())?,
-        revoked_sessions(rr.sessions.unwrap_or_default())?,
-    ))
-}
-
-fn revoked_subjects(
-    raw: SecondsByName,
-) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
-    let field = "revoke.subjects";
-    if raw.0.len() > MAX_REVOKED {
-        return Err(too_many(field, raw.0.len(), MAX_REVOKED));
-    }
-    // Same rule as a signalled subject (printable ASCII, spaces allowed). The error never
-    // names the subject: it may be personal data, and this one is not printable.
-    let bad = |s: &str| {
-        s.is_empty() || s.len() > MAX_SUBJECT_LEN || !s.bytes().all(|b| (0x20..0x7f).contains(&b))
-    };
-    if raw.0.keys().any(|s| bad(s)) {
-        return Err(ConfigError::new(
-            field,
-            format!("every subject must be 1 to {MAX_SUBJECT_LEN} printable ASCII characters"),
-        ));
-    }
-    Ok(raw.0)
-}
-
-fn revoked_sessions(raw: Vec<String>) -> Result<Vec<u64>, ConfigError> {
-    if raw.len() > MAX_REVOKED {
-        return Err(too_many("revoke.sessions", raw.len(), MAX_REVOKED));
-    }
-    raw.iter()
-        .enumerate()
-        .map(|(i, s)| {
-            session_hash(s).ok_or_else(|| {
-                ConfigError::new(
-                    format!("revoke.sessions[{i}]"),
-                    "must be a session hash: exactly 16 hex digits",
-                )
-            })
-        })
-        .collect()
-}
-
-/// 16 hex digits, either case (`from_str_radix` alone would also take a sign).
-fn session_hash(s: &str) -> Option<u64> {
-    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u64::from_str_radix(s, 16).ok()
-}
-
-fn detect(rd: RawDetect) -> Result<DetectConfig, ConfigError> {
-    let client_change = choice(
-        "detect.client_change",
-        rd.client_change.as_deref(),
-        &[
-            ("count", ClientChange::Count),
-            ("end", ClientChange::End),
-            ("off", ClientChange::Off),
-        ],
-        "must be \"count\", \"end\" or \"off\"",
-    )?;
-    Ok(DetectConfig { client_change })
-}
-
 /// Rules that span fields: headers that would collide on the wire.
 fn cross_checks(c: &Config) -> Result<(), ConfigError> {
     let names = [
