@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the pure core: the per-request work outside host calls.
-//! `cargo bench --bench core`; the Envoy-level benchmark is `make bench`.
+//! `cargo bench --bench core` (`-- class` for the filter per `make bench` class); the
+//! Envoy-level benchmark is `make bench`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,8 +11,12 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use session_guard::config::{parse, DEFAULT_URL_PARAMS};
 use session_guard::cookies;
+use session_guard::filter::Root;
+use session_guard::hostapi::{Host, HostError, LogLevel, Map};
 use session_guard::token::{self, Session, SessionId};
 use session_guard::url;
+use session_guard::wire::Header;
+use std::cell::{Cell, RefCell};
 
 fn bench(c: &mut Criterion) {
     let cfg = parse(
@@ -50,5 +55,177 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// A host for the filter with no Envoy behind it: header maps in memory, writes recorded
+/// only where a class needs them (the minted cookie). What the filter costs here is its own
+/// computation per request, the part `make bench` cannot separate from host calls.
+#[derive(Default)]
+struct BenchHost {
+    request: Vec<Header>,
+    response: Vec<Header>,
+    cluster: &'static [u8],
+    config: Vec<u8>,
+    set_cookies: RefCell<Vec<Vec<u8>>>,
+    draws: Cell<u8>,
+}
+
+impl Host for BenchHost {
+    fn header_map(&self, map: Map) -> Result<Vec<Header>, HostError> {
+        Ok(match map {
+            Map::Request => self.request.clone(),
+            Map::Response => self.response.clone(),
+        })
+    }
+    fn replace_header(&self, _: Map, _: &str, _: &[u8]) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn add_header(&self, map: Map, name: &str, value: &[u8]) -> Result<(), HostError> {
+        if map == Map::Response && name == "set-cookie" {
+            self.set_cookies.borrow_mut().push(value.to_vec());
+        }
+        Ok(())
+    }
+    fn remove_header(&self, _: Map, _: &str) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn property(&self, _: &[&str]) -> Option<Vec<u8>> {
+        Some(self.cluster.to_vec())
+    }
+    fn set_property(&self, _: &str, _: &[u8]) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn plugin_configuration(&self) -> Result<Vec<u8>, HostError> {
+        Ok(self.config.clone())
+    }
+    fn now_s(&self) -> u64 {
+        1_800_000_000
+    }
+    fn random_bytes(&self, buf: &mut [u8]) -> bool {
+        self.draws.set(self.draws.get().wrapping_add(1));
+        buf.fill(self.draws.get());
+        true
+    }
+    fn send_local_response(&self, _: u32, _: &[(&str, String)], _: &[u8]) -> bool {
+        true
+    }
+    fn define_counter(&self, _: &str) -> Option<u32> {
+        Some(1)
+    }
+    fn increment_counter(&self, _: u32, _: i64) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn log_enabled(&self, level: LogLevel) -> bool {
+        level >= LogLevel::Info
+    }
+    fn log(&self, _: LogLevel, _: std::fmt::Arguments<'_>) {}
+}
+
+const CONFIG: &str = r#"{"keys":[{"id":"k1","secret":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}],"signal":{"trusted_clusters":["auth"]}"#;
+
+fn headers(list: &[(&str, &str)]) -> Vec<Header> {
+    list.iter()
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+fn request(path: &str, cookie: Option<&str>) -> Vec<Header> {
+    let mut h = headers(&[
+        (":method", "GET"),
+        (":path", path),
+        (":authority", "shop.example.com"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) bench"),
+        ("x-request-id", "0f5b3a4e-1111-2222-3333-444455556666"),
+    ]);
+    if let Some(c) = cookie {
+        h.push(("cookie".into(), c.as_bytes().to_vec()));
+    }
+    h
+}
+
+fn configured(host: &BenchHost) -> Root {
+    let mut root = Root::default();
+    assert!(root.configure(host, &|_| None));
+    root
+}
+
+/// One request/response through the filter; the `name=value` of the mesh cookie it set, if any.
+fn exchange(root: &Root, host: &BenchHost) -> Option<String> {
+    host.set_cookies.borrow_mut().clear();
+    let mut s = root.stream();
+    s.on_request_headers(host);
+    s.on_response_headers(host);
+    let set = host.set_cookies.borrow();
+    set.iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .find(|v| v.starts_with("__Host-session="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string())
+}
+
+fn revoke_config() -> String {
+    let sessions: Vec<String> = (0..10_000u64)
+        .map(|i| format!("\"{:016x}\"", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .collect();
+    let subjects: Vec<String> = (0..10_000)
+        .map(|i| format!("\"user{i}@example.com\":{}", 1_700_000_000 + i))
+        .collect();
+    format!(
+        r#"{},"revoke":{{"sessions":[{}],"subjects":{{{}}}}}}}"#,
+        CONFIG,
+        sessions.join(","),
+        subjects.join(",")
+    )
+}
+
+/// The `make bench` classes through the whole filter (views, policy, edits) on `BenchHost`.
+fn classes(c: &mut Criterion) {
+    let ok = headers(&[(":status", "200"), ("content-type", "text/html")]);
+    let mut host = BenchHost {
+        config: format!("{CONFIG}}}").into_bytes(),
+        cluster: b"app",
+        response: ok.clone(),
+        request: request("/app/page?x=1", None),
+        ..BenchHost::default()
+    };
+    let root = configured(&host);
+    let cookie = exchange(&root, &host).expect("anonymous request mints");
+    c.bench_function("class anonymous", |b| b.iter(|| exchange(&root, &host)));
+    host.request = request("/app/page?x=1", Some(&cookie));
+    c.bench_function("class steady", |b| b.iter(|| exchange(&root, &host)));
+    host.request = request("/?jsessionid=ABC&x=1", Some(&cookie));
+    c.bench_function("class url", |b| b.iter(|| exchange(&root, &host)));
+
+    // binding: the upstream sets connect.sid once; the re-issued mesh cookie carries the binding.
+    host.request = request("/app/bind", Some(&cookie));
+    host.response = headers(&[
+        (":status", "200"),
+        ("set-cookie", "connect.sid=s.bench; Path=/"),
+    ]);
+    let bound = exchange(&root, &host).expect("binding re-issues the mesh cookie");
+    host.response = ok.clone();
+    host.request = request(
+        "/app/page?x=1",
+        Some(&format!("{bound}; connect.sid=s.bench")),
+    );
+    c.bench_function("class binding", |b| b.iter(|| exchange(&root, &host)));
+
+    host.cluster = b"auth";
+    host.request = request("/auth/login", Some(&cookie));
+    host.response = headers(&[
+        (":status", "200"),
+        ("x-session-guard", "login"),
+        ("x-session-guard-subject", "alice"),
+    ]);
+    c.bench_function("class login", |b| b.iter(|| exchange(&root, &host)));
+
+    let revoking = BenchHost {
+        config: revoke_config().into_bytes(),
+        cluster: b"app",
+        response: ok,
+        request: request("/app/page?x=1", Some(&cookie)),
+        ..BenchHost::default()
+    };
+    let root = configured(&revoking);
+    c.bench_function("class revoke10k", |b| b.iter(|| exchange(&root, &revoking)));
+}
+
+criterion_group!(benches, bench, classes);
 criterion_main!(benches);

@@ -32,7 +32,11 @@ raises that session's scheduler priority (BENCH_NICE, default -10), so other ses
 do not sit on the bench's CPUs; set BENCH_NICE= to leave priorities alone.
 
 Targets (printed, never asserted): extra cost of session-guard vs the empty filter's extra:
-steady <= 2x, anonymous <= 3x, login <= 3x; wasm size <= 200 KiB.
+steady <= 2.5x, anonymous <= 3x, login <= 4x; session-guard <= 1.15x the `calls` probe (the same
+host calls as session-guard's steady request, no computation: the floor); wasm size <= 256 KiB.
+
+BENCH_VARIANTS=name=path.wasm,... adds one listener per extra session-guard build (same config),
+measured in the same interleaved rounds as `guard`: the A/B tool for compiler settings and levers.
 """
 
 from __future__ import annotations
@@ -51,6 +55,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 
 LISTENERS = ("none", "empty", "guard")
+# The probe listener: perf/hostcall-probe making exactly the host calls session-guard makes on a
+# steady request, in its order (request: header map, clock, counter, 2 filter-state writes, cookie
+# removal, x-session-id, routed cluster; response: header map), no computation. Measured in the
+# steady class only; guard/calls is the "floor ratio" (how much of the cost is ours).
+CALLS_SEQ = "req_map+time+metric+prop+prop2+rm_cookie+set_sid+cluster+resp_map"
+FLOOR_TARGET = 1.15
 COOKIE = "__Host-session"
 FORGED = f"{COOKIE}=v1.k1.AAAA.BBBB"
 
@@ -64,9 +74,14 @@ CLASSES = {
     "forged":    ("/app/page?x=1", "tampered", "tampered cookie (bad signature): reject + mint"),
     "malformed": ("/app/page?x=1", FORGED, "cookie v1.k1.AAAA.BBBB (not a token): reject + mint"),
     "login":     ("/auth/login", "valid", "valid cookie, auth upstream answers the login signal: rotate"),
+    "binding":   ("/app/page?x=1", "bound", "valid cookie + one bound app cookie (connect.sid): verify both"),
+    "revoke10k": ("/app/page?x=1", "valid", "steady, on a listener whose config revokes 10,000 sessions + 10,000 subjects"),
 }
-TARGETS = {"steady": 2.0, "anonymous": 3.0, "login": 3.0}
-WASM_LIMIT = 200 * 1024
+# Classes measured on another listener than `guard` (same wasm, another configuration).
+CLASS_LISTENER = {"revoke10k": "revoke"}
+APP_COOKIE = "connect.sid"
+TARGETS = {"steady": 2.5, "anonymous": 3.0, "login": 4.0}
+WASM_LIMIT = 256 * 1024
 
 
 def env_num(name: str, default, cast=int):
@@ -142,8 +157,17 @@ def main() -> int:
     c.log(f"cpus: {c.NCPU}; bench Envoy on cpu {envoy_cpus or 'any'}, wrk + upstream on cpu "
           f"{load_cpus or 'any'}; {args.rounds} rounds x {args.duration:g}s, wrk -t1 -c{args.connections}; {prio}")
 
-    up_admin, app_port, auth_port, api_port, admin, p_none, p_empty, p_guard = c.free_ports(8)
-    ports = {"none": p_none, "empty": p_empty, "guard": p_guard}
+    variants = parse_variants(os.environ.get("BENCH_VARIANTS", ""))
+    for name, path in variants.items():
+        size = Path(path).stat().st_size
+        c.log(f"variant {name}: {path} ({size} bytes = {size / 1024:.1f} KiB)")
+    extra = [n for n in ("revoke", "calls") if any(
+        CLASS_LISTENER.get(k) == n or (n == "calls" and k == "steady") for k in classes)]
+    extra += list(variants)
+    if "calls" in extra and not Path(PROBE_WASM).exists():
+        raise SystemExit(f"missing hostcall probe (make bench builds it): {PROBE_WASM}")
+    up_admin, app_port, auth_port, api_port, admin, p_none, p_empty, p_guard, *p_extra = c.free_ports(8 + len(extra))
+    ports = {"none": p_none, "empty": p_empty, "guard": p_guard, **dict(zip(extra, p_extra))}
     up_cfg = c.render(c.PERF / "upstream.yaml", work / "upstream.yaml", {
         "UP_ADMIN_PORT": up_admin, "APP_PORT": app_port, "AUTH_PORT": auth_port, "API_PORT": api_port})
     subs = {"ADMIN_PORT": admin, "PORT_NONE": p_none, "PORT_EMPTY": p_empty, "PORT_GUARD": p_guard,
@@ -152,7 +176,8 @@ def main() -> int:
 
     result: dict = {"guard_wasm_bytes": guard_size, "empty_wasm_bytes": empty_size,
                     "rounds": args.rounds, "duration_s": args.duration,
-                    "connections": args.connections, "classes": {}}
+                    "connections": args.connections, "classes": {},
+                    "variants": {n: Path(p).stat().st_size for n, p in variants.items()}}
 
     # --- memory probes: cold RSS of configurations with/without each Wasm listener --------
     if not args.no_mem_probe:
@@ -160,7 +185,9 @@ def main() -> int:
 
     # --- the bench pair ---------------------------------------------------------------------
     upstream = c.Envoy("upstream", up_cfg, up_admin, args.upstream_concurrency, cpus=load_cpus)
-    bench_cfg = c.render(c.PERF / "envoy-bench.yaml", work / "envoy-bench.yaml", subs)
+    tpl = work / "envoy-bench.tpl.yaml"
+    tpl.write_text(with_extra_listeners((c.PERF / "envoy-bench.yaml").read_text(), ports, variants, extra))
+    bench_cfg = c.render(tpl, work / "envoy-bench.yaml", subs)
     bench = c.Envoy("bench", bench_cfg, admin, 1, cpus=envoy_cpus, env=env)
     upstream.wait_ready()
     bench.wait_ready()
@@ -174,24 +201,36 @@ def main() -> int:
     # --- probe each class once on the guard listener; get a valid cookie -------------------
     cookie, probes = probe(ports["guard"])
     result["probes"] = probes
+    bound = bind_app_cookie(ports["guard"], cookie) if "binding" in classes else None
+    result["probes"]["binding"] = bound and bound[2]
 
     def request_headers(cls: str, fresh: bool = False) -> dict[str, str]:
         """The class's Cookie header. fresh: a newly minted session, so that no class runs into
         the re-issue the filter does once a session is a tenth of its idle timeout old (3 min
         by default): re-issue is amortised over minutes in real traffic, not per request."""
-        nonlocal cookie
+        nonlocal cookie, bound
         spec = CLASSES[cls][1]
         if spec is None:
             return {}
-        if fresh and spec in ("valid", "tampered"):
+        if fresh and spec in ("valid", "tampered", "bound"):
             _st, hd, _ = c.http(ports["guard"], "/app/page?x=1")
             cookie = c.mesh_cookie_from(hd, COOKIE) or cookie
+            if spec == "bound":
+                bound = bind_app_cookie(ports["guard"], cookie)
+        if spec == "bound":
+            return {"Cookie": f"{bound[0]}; {bound[1]}" if bound else cookie}
         return {"Cookie": {"valid": cookie, "tampered": tamper(cookie)}.get(spec, spec)}
+
+    def class_listeners(cls: str) -> tuple[str, ...]:
+        """(none, empty, the class's guard listener, variants..., calls for steady)."""
+        g = CLASS_LISTENER.get(cls, "guard")
+        more = tuple(variants) if g == "guard" else ()
+        return ("none", "empty", g) + more + (("calls",) if cls == "steady" else ())
 
     # --- warm up: every class once on every listener (V8 tiers up the hot paths, pools fill) ---
     if args.warmup > 0:
         for cls in classes:
-            for name in LISTENERS:
+            for name in class_listeners(cls):
                 c.run_wrk(ports[name], CLASSES[cls][0], duration=args.warmup,
                           connections=args.connections, headers=request_headers(cls), cpus=load_cpus)
 
@@ -200,14 +239,16 @@ def main() -> int:
     for cls in classes:
         path = CLASSES[cls][0]
         hdrs = request_headers(cls, fresh=True)
-        runs: dict[str, list[dict]] = {n: [] for n in LISTENERS}
+        names = class_listeners(cls)
+        guard_name = names[2]
+        runs: dict[str, list[dict]] = {n: [] for n in names}
         all_runs[cls] = runs
         counter_delta: dict[str, int] = {}
         guard_requests = 0
         for rnd in range(args.rounds):
-            order = LISTENERS[rnd % 3:] + LISTENERS[:rnd % 3]
-            for name in order:
-                before_ctr = bench.stats("session_guard") if name == "guard" else None
+            k = rnd % len(names)
+            for name in names[k:] + names[:k]:
+                before_ctr = bench.stats("session_guard") if name == guard_name else None
                 (cpu0, wait0), t0 = c.thread_sched_ns(bench.pid, worker), time.monotonic()
                 r = c.run_wrk(ports[name], path, duration=args.duration,
                               connections=args.connections, headers=hdrs, cpus=load_cpus)
@@ -222,12 +263,14 @@ def main() -> int:
                 runs[name].append(r)
                 if before_ctr is not None:
                     after = bench.stats("session_guard")
-                    for k, v in after.items():
-                        counter_delta[k] = counter_delta.get(k, 0) + v - before_ctr.get(k, 0)
+                    for key, v in after.items():
+                        counter_delta[key] = counter_delta.get(key, 0) + v - before_ctr.get(key, 0)
                     guard_requests += r["requests"]
+        if guard_name != "guard":  # summaries name the class's guard listener `guard`
+            runs["guard"] = runs.pop(guard_name)
         result["classes"][cls] = summarize(cls, runs, counter_delta, guard_requests)
         c.log(f"   measured {cls}: " + ", ".join(
-            f"{n} {statistics.median(x['rps'] for x in runs[n]):.0f} rps" for n in LISTENERS))
+            f"{n} {statistics.median(x['rps'] for x in runs[n]):.0f} rps" for n in runs))
 
     # The empty filter does the same thing whatever the request (no host calls; the SDK only
     # dispatches the callbacks), so its extra is one quantity: pooled over every class and round
@@ -266,6 +309,73 @@ def main() -> int:
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def parse_variants(spec: str) -> dict[str, str]:
+    """BENCH_VARIANTS: `name=path.wasm,...` -> {name: absolute path}."""
+    out: dict[str, str] = {}
+    for item in (x.strip() for x in spec.split(",")):
+        if not item:
+            continue
+        name, _, path = item.partition("=")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,15}", name) or not Path(path).is_file():
+            raise SystemExit(f"BENCH_VARIANTS: {item!r} is not name=existing.wasm (name: a-z0-9_-)")
+        if name in ("none", "empty", "guard", "calls", "revoke"):
+            raise SystemExit(f"BENCH_VARIANTS: {name!r} is a reserved listener name")
+        out[name] = str(Path(path).resolve())
+    return out
+
+
+def revoke_config() -> str:
+    """The bench config plus 10,000 revoked session hashes and 10,000 revoked subjects (none
+    of them the bench's sessions: the class measures the lookups, not a refusal)."""
+    rnd = __import__("random").Random(14)
+    sessions = [f"{rnd.getrandbits(64):016x}" for _ in range(10_000)]
+    subjects = {f"user{i}@example.com": 1_700_000_000 + i for i in range(10_000)}
+    return json.dumps({"keys": [{"id": "k1", "secret_env": "SESSION_GUARD_KEY"}],
+                       "signal": {"trusted_clusters": ["auth"]},
+                       "revoke": {"sessions": sessions, "subjects": subjects}}, separators=(",", ":"))
+
+
+def with_extra_listeners(tpl: str, ports: dict[str, int], variants: dict[str, str], extra: list[str]) -> str:
+    """envoy-bench.yaml with more listeners copied from its guard block: one per variant (another
+    wasm), `revoke` (another configuration) and `calls` (the hostcall probe, CALLS_SEQ)."""
+    m = re.search(r"(?ms)^[ \t]*# BEGIN guard\n(.*?)^[ \t]*# END guard\n", tpl)
+    if not m:
+        raise SystemExit("envoy-bench.yaml: no guard block")
+    block = m.group(1)
+    out = []
+    for name in extra:
+        b = (block.replace("- name: guard\n", f"- name: {name}\n")
+             .replace("port_value: @PORT_GUARD@", f"port_value: {ports[name]}")
+             .replace("stat_prefix: guard\n", f"stat_prefix: {name}\n")
+             .replace("vm_id: session_guard\n", f"vm_id: {name}\n"))
+        wasm = variants.get(name, PROBE_WASM if name == "calls" else "@GUARD_WASM@")
+        b = b.replace("@GUARD_WASM@", wasm)
+        conf = {"calls": f"seq={CALLS_SEQ}:1", "revoke": revoke_config() if name == "revoke" else None}.get(name)
+        if conf is not None:
+            b, n = re.subn(r"(value: \|\n([ \t]+))\{.*\}\n", lambda mm: mm.group(1) + conf + "\n", b)
+            if n != 1:
+                raise SystemExit("envoy-bench.yaml: guard block has no configuration value to replace")
+        out.append(b)
+    return tpl[:m.end()] + "".join(out) + tpl[m.end():]
+
+
+def bind_app_cookie(port: int, cookie: str) -> tuple[str, str, dict] | None:
+    """A mesh cookie with `connect.sid` bound to it: /app/bind makes the upstream set that app
+    cookie, so the filter binds it and re-issues the mesh cookie. (new mesh pair, app pair, check)."""
+    _st, hd, _ = c.http(port, "/app/bind", {"Cookie": cookie})
+    mesh = c.mesh_cookie_from(hd, COOKIE)
+    app = next((v.split(";", 1)[0] for v in c.header(hd, "set-cookie") if v.startswith(APP_COOKIE + "=")), None)
+    if not (mesh and app):
+        c.log("WARNING: /app/bind did not return both a re-issued mesh cookie and the app cookie; "
+              "the binding class does not exercise app-cookie binding")
+        return None
+    _st, hd, _ = c.http(port, "/app/page?x=1", {"Cookie": f"{mesh}; {app}"})
+    echoed = (c.header(hd, "x-echo-cookie") or [""])[0]
+    check = {"app_cookie_forwarded": app in echoed, "mesh_cookie_forwarded": COOKIE in echoed}
+    c.log(f"  binding    {'ok' if check['app_cookie_forwarded'] and not check['mesh_cookie_forwarded'] else 'NOT AS INTENDED'}: {json.dumps(check)}")
+    return mesh, app, check
 
 
 def tamper(pair: str) -> str:
@@ -348,8 +458,7 @@ def memory_probe(work: Path, subs: dict, env: dict, cpus: str | None) -> dict:
 def summarize(cls: str, runs: dict[str, list[dict]], counters: dict[str, int], guard_requests: int) -> dict:
     med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
     s: dict = {"listeners": {}, "counters_per_request": {}}
-    for name in LISTENERS:
-        rs = runs[name]
+    for name, rs in runs.items():
         s["listeners"][name] = {
             "rps": med([r["rps"] for r in rs]),
             "rps_min": min(r["rps"] for r in rs), "rps_max": max(r["rps"] for r in rs),
@@ -358,14 +467,46 @@ def summarize(cls: str, runs: dict[str, list[dict]], counters: dict[str, int], g
             "util": med([r["util"] for r in rs]), "runq": med([r["runq"] for r in rs]),
             "bad": sum(r["bad"] for r in rs), "requests": sum(r["requests"] for r in rs),
         }
-    for name in ("empty", "guard"):
+    for name in runs:
+        if name == "none":
+            continue
         s[f"{name}_extra_us"] = med([1e6 / b["rps"] - 1e6 / a["rps"] for a, b in zip(runs["none"], runs[name])])
         s[f"{name}_extra_cpu_us"] = med([b["cpu_us_per_req"] - a["cpu_us_per_req"]
                                          for a, b in zip(runs["none"], runs[name])])
+    if "calls" in runs:  # the floor ratio, paired per round: guard's extra / the probe's extra
+        s["floor_ratio_cpu"] = med([(g["cpu_us_per_req"] - n["cpu_us_per_req"]) /
+                                    max(p["cpu_us_per_req"] - n["cpu_us_per_req"], 1e-9)
+                                    for n, g, p in zip(runs["none"], runs["guard"], runs["calls"])])
+        s["floor_ratio"] = med([(1e6 / g["rps"] - 1e6 / n["rps"]) / max(1e6 / p["rps"] - 1e6 / n["rps"], 1e-9)
+                                for n, g, p in zip(runs["none"], runs["guard"], runs["calls"])])
     if guard_requests:
         s["counters_per_request"] = {k.replace("wasmcustom.", ""): round(v / guard_requests, 3)
                                      for k, v in sorted(counters.items()) if v}
     return s
+
+
+def report_extras(result: dict, classes: list[str]) -> None:
+    """The floor ratio (steady: guard vs the `calls` probe) and the variants' ratios."""
+    fl = result["floor"]
+    st = result["classes"].get("steady", {})
+    if "floor_ratio_cpu" in st:
+        fr = st["floor_ratio_cpu"]
+        c.log(f"floor ratio (steady): session-guard extra / the `calls` probe's extra (same host calls, "
+              f"no computation; paired per round): {fr:.2f}x by cpu, {st['floor_ratio']:.2f}x by 1/rps "
+              f"(target <= {FLOOR_TARGET}x by cpu: {'PASS' if fr <= FLOOR_TARGET else 'MISS'}); the probe's "
+              f"extra {st['calls_extra_cpu_us']:.1f} us = {st['calls_extra_cpu_us'] / fl['empty_extra_cpu_us']:.2f}x "
+              f"the empty filter")
+    names = [n for n in result.get("variants", {})]
+    if not names:
+        return
+    c.log("variants (ratio to the empty filter by cpu; same rounds as `guard`):")
+    c.log(f"{'class':<10} {'guard':>7} " + " ".join(f"{n:>9}" for n in names))
+    for cls in classes:
+        s = result["classes"][cls]
+        row = [s.get(f"{n}_extra_cpu_us") for n in names]
+        c.log(f"{cls:<10} {s['ratio_cpu']:>6.2f}x " + " ".join(
+            f"{(v / fl['empty_extra_cpu_us']):>8.2f}x" if v is not None else f"{'-':>9}" for v in row))
+    c.log("  size: " + ", ".join(f"{n} {b / 1024:.1f} KiB" for n, b in result["variants"].items()))
 
 
 def report(result: dict, classes: list[str], args) -> None:
@@ -374,8 +515,7 @@ def report(result: dict, classes: list[str], args) -> None:
     c.log(f"{'class':<10} {'listener':<7} {'req/s':>9} {'(min-max)':>15} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'cpu us/req':>10} {'util':>5} {'runq':>5} {'bad':>5}")
     for cls in classes:
-        for name in LISTENERS:
-            x = result["classes"][cls]["listeners"][name]
+        for name, x in result["classes"][cls]["listeners"].items():
             c.log(f"{cls:<10} {name:<7} {x['rps']:>9.0f} {x['rps_min']:>7.0f}-{x['rps_max']:<7.0f} "
                   f"{x['p50_us'] / 1000:>8.2f} {x['p99_us'] / 1000:>8.2f} {x['cpu_us_per_req']:>10.1f} "
                   f"{x['util'] * 100:>4.0f}% {x['runq'] * 100:>4.0f}% {x['bad']:>5}")
@@ -407,8 +547,9 @@ def report(result: dict, classes: list[str], args) -> None:
           f"({fl['empty_extra_us']:.1f} us by 1/rps, {fl['empty_extra_cpu_us']:.1f} us by cpu, "
           f"{fl['samples']} pairs);")
     c.log("   the verdict uses 1/rps only if every listener's worker util was >= 90 % in that class, else cpu")
+    report_extras(result, classes)
     size = result["guard_wasm_bytes"]
-    c.log(f"wasm size: {size} bytes = {size / 1024:.1f} KiB (target <= 200 KiB: "
+    c.log(f"wasm size: {size} bytes = {size / 1024:.1f} KiB (target <= {WASM_LIMIT // 1024} KiB: "
           f"{'PASS' if size <= WASM_LIMIT else 'MISS'}); empty filter {result['empty_wasm_bytes'] / 1024:.1f} KiB")
 
     c.log("\n== session-guard counters per request, by class (what the filter decided)")

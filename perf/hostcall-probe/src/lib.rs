@@ -59,6 +59,14 @@ enum Step {
     Metric,
     RespMap,
     RespTime,
+    /// set_property("session_guard.session", 16 hex digits): filter state
+    Prop,
+    /// set_property("session_guard.decision", a word)
+    Prop2,
+    /// set_property("session_guard.decision", ...) in the response phase
+    RespProp,
+    /// increment_metric in the response phase
+    RespMetric,
 }
 
 const STEADY: &str = "req_map+time+cluster+rm_cookie+set_sid+metric+resp_map+resp_time";
@@ -74,6 +82,10 @@ fn parse_steps(list: &str) -> Vec<Step> {
             "metric" => Some(Step::Metric),
             "resp_map" => Some(Step::RespMap),
             "resp_time" => Some(Step::RespTime),
+            "prop" => Some(Step::Prop),
+            "prop2" => Some(Step::Prop2),
+            "resp_prop" => Some(Step::RespProp),
+            "resp_metric" => Some(Step::RespMetric),
             _ => None,
         })
         .collect()
@@ -240,6 +252,23 @@ fn run_step(step: Step, response: bool, metric: u32) {
             black_box(hostcalls::set_map_value_bytes(t, "x-session-id", Some(&[b'a'; 22])).ok());
         }
         (Step::Metric, false) => {
+            black_box(hostcalls::increment_metric(metric, 1).ok());
+        }
+        (Step::Prop, false) => {
+            black_box(
+                hostcalls::set_property(vec!["session_guard.session"], Some(b"0123456789abcdef"))
+                    .ok(),
+            );
+        }
+        (Step::Prop2, false) => {
+            black_box(hostcalls::set_property(vec!["session_guard.decision"], Some(b"valid")).ok());
+        }
+        (Step::RespProp, true) => {
+            black_box(
+                hostcalls::set_property(vec!["session_guard.decision"], Some(b"forwarded")).ok(),
+            );
+        }
+        (Step::RespMetric, true) => {
             black_box(hostcalls::increment_metric(metric, 1).ok());
         }
         (Step::RespMap, true) => {
