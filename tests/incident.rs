@@ -315,7 +315,7 @@ async fn client_change_is_counted_by_default_and_the_session_stays_valid() {
     m.envoy
         .wait_counter("session_guard.session.client_changed", 1)
         .await;
-    assert_logged(&m, &other, &minted.hash(), "valid").await;
+    assert_logged(&m, &other, &minted.hash(), "client_changed").await;
     let line = wait_log_with(&m.envoy, &["client", &format!("session={}", minted.hash())]).await;
     assert!(
         !line.contains("Stolen/9") && !line.contains("Browser/1"),

@@ -163,6 +163,7 @@ section! {
         app_cookies: RawAppCookies,
         revoke: RawRevoke,
         detect: RawDetect,
+        observe: RawObserve,
     }
 }
 
@@ -225,6 +226,12 @@ section! {
         not_before: u64,
         subjects: SecondsByName,
         sessions: Vec<String>,
+    }
+}
+
+section! {
+    RawObserve {
+        filter_state: bool,
     }
 }
 

@@ -296,6 +296,8 @@ pub struct Config {
     pub app_cookies: AppCookiesConfig,
     pub revoke: RevokeConfig,
     pub detect: DetectConfig,
+    /// `observe.filter_state`: publish the session hash and decision as filter state.
+    pub filter_state: bool,
 }
 
 impl Config {

@@ -32,6 +32,8 @@ pub(super) fn config(raw: RawConfig, env: Env) -> Result<Config, ConfigError> {
         app_cookies: app_cookies(raw.app_cookies.unwrap_or_default(), &cookie.name)?,
         revoke: revoke(raw.revoke.unwrap_or_default())?,
         detect: detect(raw.detect.unwrap_or_default())?,
+        // `observe.filter_state`: publish session_guard.session/.decision (two host calls).
+        filter_state: raw.observe.and_then(|o| o.filter_state).unwrap_or(true),
         cookie,
     };
     cross_checks(&config)?;

@@ -214,7 +214,8 @@ impl Stream {
     /// Filter state for access logs and traces (`wasm.session_guard.session`, `.decision`):
     /// the session's hash (never its ID) and one word. Written only when it changes.
     fn publish<H: Host>(&mut self, host: &H, decision: &'static str, hash: Option<[u8; 8]>) {
-        if self.published == Some((decision, hash)) {
+        let on = self.config.as_ref().is_some_and(|c| c.filter_state);
+        if !on || self.published == Some((decision, hash)) {
             return;
         }
         let mut ok = true;

@@ -243,3 +243,30 @@ fn views_read_headers_once() {
     assert!(same_header_name("x_session-id", "x-session_id"));
     assert!(!same_header_name("x-session-id", "x-session-ix"));
 }
+
+#[test]
+fn filter_state_carries_the_hash_and_decision_unless_turned_off() {
+    let mut host = request(&[]);
+    let root = configured(&mut host, "");
+    let mut s = root.stream();
+    s.on_request_headers(&host);
+    let set = host.set_properties.borrow().clone();
+    let get = |k: &str| set.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        get("session_guard.decision").as_deref(),
+        Some(&b"minted"[..])
+    );
+    let hash = get("session_guard.session").unwrap();
+    assert_eq!(hash.len(), 16);
+    assert!(hash.iter().all(u8::is_ascii_hexdigit));
+    let id = one(&host, Map::Request, "x-session-id");
+    assert!(
+        !String::from_utf8_lossy(&hash).contains(&id),
+        "never the ID"
+    );
+
+    let mut off = request(&[]);
+    let root = configured(&mut off, r#","observe":{"filter_state":false}"#);
+    root.stream().on_request_headers(&off);
+    assert!(off.set_properties.borrow().is_empty());
+}
