@@ -254,7 +254,7 @@ async fn readme_metrics_table_matches_what_envoy_exports() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn logs_name_sessions_by_keyed_hash_and_never_leak_ids_values_or_secrets() {
+async fn logs_name_sessions_by_hash_and_never_leak_ids_values_or_secrets() {
     let m = mesh(None, true).await;
     let port = m.envoy.port();
     let mut secrets: Vec<String> = vec![

@@ -29,11 +29,41 @@ impl fmt::Debug for AppCookie {
     }
 }
 
+/// Whether a cookie name is one of `app_cookies`, as the apps read names: ASCII
+/// case-insensitively, and also after the rewriting PHP applies when it builds `$_COOKIE`
+/// (`.`, space and `[` become `_`, surrounding whitespace goes), so `laravel.session` counts
+/// as `laravel_session`: PHP would hand it to the app under that name.
 fn listed(cfg: &Config, name: &[u8]) -> bool {
+    let canon = canonical(name);
     cfg.app_cookies
         .names
         .iter()
-        .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+        .any(|n| n.as_bytes().eq_ignore_ascii_case(name) || canonical(n.as_bytes()) == canon)
+}
+
+fn canonical(name: &[u8]) -> Vec<u8> {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c | 0xa0);
+    let start = name.iter().position(|b| !ws(b)).unwrap_or(name.len());
+    let end = name.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
+    name.get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|&b| match b {
+            b'.' | b' ' | b'[' => b'_',
+            b => b.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// A crumb that is not listed itself but hides a listed name behind a `,` in its value
+/// (`a=1, laravel_session=x`), which parsers splitting on `,` (old Rack, some Java servers)
+/// read as a cookie of its own.
+fn hides_listed(cfg: &Config, value: &[u8]) -> bool {
+    value.contains(&b',')
+        && value.split(|&b| b == b',').skip(1).any(|piece| {
+            let name = piece.split(|&b| b == b'=').next().unwrap_or_default();
+            piece.contains(&b'=') && listed(cfg, name)
+        })
 }
 
 /// What the app-cookie filter did to a request.
@@ -61,7 +91,8 @@ pub fn filter_request(
         Some(list) => list.iter().map(Vec::as_slice).collect(),
         None => original.to_vec(),
     };
-    let any = |h: &&[u8]| cookies::crumbs(h).any(|c| listed(cfg, c.name));
+    let any =
+        |h: &&[u8]| cookies::crumbs(h).any(|c| listed(cfg, c.name) || hides_listed(cfg, c.value));
     if !cfg.app_cookies_enabled() || !headers.iter().any(any) {
         return Filtered {
             cookies: current,
@@ -73,7 +104,7 @@ pub fn filter_request(
     let mut out = Vec::with_capacity(headers.len());
     for h in &headers {
         let rewrite = cookies::retain(h, |c| {
-            if !listed(cfg, c.name) {
+            if !listed(cfg, c.name) && !hides_listed(cfg, c.value) {
                 return true;
             }
             let pass = admit(c, session.as_deref_mut(), adopt, issue, rec);
@@ -107,7 +138,9 @@ fn admit(
 ) -> bool {
     match session {
         Some(s) if s.is_bound(c.name, c.value) => true,
-        Some(s) if adopt && !c.value.is_empty() => {
+        // Adoption binds a name that has no binding yet, once: it never replaces a bound
+        // value, and a second value of the same name on the request is removed.
+        Some(s) if adopt && !c.value.is_empty() && !s.has_binding_for(c.name) => {
             if s.bind(s.id.binding(c.name, c.value)) {
                 rec.count(Counter::AppCookieOverLimit);
             }
@@ -228,3 +261,7 @@ fn target_session(mesh: &MeshCookie, p: &Pending, rec: &mut Record) -> Option<Se
         }
     }
 }
+
+#[cfg(test)]
+#[path = "app_cookies_tests.rs"]
+mod tests;

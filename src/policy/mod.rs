@@ -181,7 +181,7 @@ fn printable(v: Option<&[u8]>) -> String {
     }
 }
 
-/// A keyed hash of a cookie value: logs never carry the value itself.
+/// A one-way hash of a cookie value: logs never carry the value itself.
 fn value_tag(v: &[u8]) -> String {
     token::hex16(&token::value_hash(v))
 }

@@ -14,7 +14,7 @@ pub enum Level {
 pub struct Record {
     pub counters: Vec<(Counter, u64)>,
     pub logs: Vec<(Level, String)>,
-    /// Whether debug lines are wanted: building them (keyed hashes, formatting) costs
+    /// Whether debug lines are wanted: building them (hashes, formatting) costs
     /// microseconds per request, so they are skipped unless Envoy would print them.
     pub debug: bool,
     /// Envoy's `x-request-id` as printed (or "-"), appended to every line.

@@ -52,11 +52,11 @@ impl CookieCheck<'_> {
     pub fn decision(&self) -> &'static str {
         match self {
             CookieCheck::Absent => "none",
-            CookieCheck::Valid { reissue: true, .. } => "reissued",
             CookieCheck::Valid {
                 client_changed: true,
                 ..
             } => "client_changed",
+            CookieCheck::Valid { reissue: true, .. } => "reissued",
             CookieCheck::Valid { .. } => "valid",
             CookieCheck::Invalid { reason, .. } => reason.as_str(),
             CookieCheck::Duplicate(_) => "duplicate",

@@ -196,6 +196,18 @@ fn client_change_counted_ended_or_ignored() {
             ..
         }
     ));
+    // A stolen cookie replayed later (its cookie due for re-issue) still says client_changed.
+    let later = cookie(&count, &minted(&count, NOW - 600, None));
+    let got = check_at(&count, &[later.as_bytes()], &other);
+    assert!(matches!(
+        got,
+        CookieCheck::Valid {
+            reissue: true,
+            client_changed: true,
+            ..
+        }
+    ));
+    assert_eq!(got.decision(), "client_changed");
     let end = cfg_with(r#","detect":{"client_change":"end"}"#);
     let got = check_at(&end, &[v.as_bytes()], &ctx(&end, HOST, b"curl/8"));
     assert_eq!(reason(got), Some(Invalid::ClientChanged));

@@ -184,7 +184,11 @@ pub fn parse_app_cookie(value: &[u8], now: u64) -> Option<(&[u8], &[u8], bool)> 
             None => (trim(attr), &b""[..]),
         };
         if k.eq_ignore_ascii_case(b"max-age") {
-            max_age = Some(v.first() == Some(&b'-') || v.iter().all(|&b| b == b'0'));
+            // Only `-?DIGIT+` counts (RFC 6265 5.2.2); anything else is ignored, as browsers do.
+            let digits = v.strip_prefix(b"-").unwrap_or(v);
+            if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+                max_age = Some(v.first() == Some(&b'-') || digits.iter().all(|&b| b == b'0'));
+            }
         } else if k.eq_ignore_ascii_case(b"expires") {
             expires = http_date(v).map(|t| t <= now);
         }

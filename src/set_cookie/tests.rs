@@ -224,6 +224,12 @@ fn app_cookie_deletion_is_recognised() {
             Some(("a", "1", false)),
         ),
         ("a=1; expires=garbage", Some(("a", "1", false))),
+        ("a=1; Max-Age=", Some(("a", "1", false))),
+        (
+            "a=1; Max-Age=abc; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            Some(("a", "1", true)),
+        ),
+        ("a=1; Max-Age=-", Some(("a", "1", false))),
         ("=x", None),
         ("novalue", None),
     ] {

@@ -192,6 +192,14 @@ impl Session {
         self.bindings.len() != before
     }
 
+    /// Whether some value of app cookie `name` is bound to this session.
+    pub fn has_binding_for(&self, name: &[u8]) -> bool {
+        let tag = self.id.name_tag(name);
+        self.bindings
+            .iter()
+            .any(|b| b.get(..NAME_TAG_LEN) == Some(&tag[..]))
+    }
+
     /// Whether app cookie `name=value` is bound to this session.
     pub fn is_bound(&self, name: &[u8], value: &[u8]) -> bool {
         let b = self.id.binding(name, value);
