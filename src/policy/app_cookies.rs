@@ -33,26 +33,28 @@ impl fmt::Debug for AppCookie {
 /// case-insensitively, and also after the rewriting PHP applies when it builds `$_COOKIE`
 /// (`.`, space and `[` become `_`, surrounding whitespace goes), so `laravel.session` counts
 /// as `laravel_session`: PHP would hand it to the app under that name.
+/// Runs for every crumb of every request with cookies: compares without allocating.
 fn listed(cfg: &Config, name: &[u8]) -> bool {
-    let canon = canonical(name);
-    cfg.app_cookies
-        .names
-        .iter()
-        .any(|n| n.as_bytes().eq_ignore_ascii_case(name) || canonical(n.as_bytes()) == canon)
+    let name = trim_all(name);
+    cfg.app_cookies.names.iter().any(|n| {
+        let n = n.as_bytes();
+        n.len() == name.len() && n.iter().zip(name).all(|(&a, &b)| canon(a) == canon(b))
+    })
 }
 
-fn canonical(name: &[u8]) -> Vec<u8> {
+fn trim_all(name: &[u8]) -> &[u8] {
     let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c | 0xa0);
     let start = name.iter().position(|b| !ws(b)).unwrap_or(name.len());
     let end = name.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
-    name.get(start..end)
-        .unwrap_or_default()
-        .iter()
-        .map(|&b| match b {
-            b'.' | b' ' | b'[' => b'_',
-            b => b.to_ascii_lowercase(),
-        })
-        .collect()
+    name.get(start..end).unwrap_or_default()
+}
+
+/// A name byte as PHP's `$_COOKIE` and ASCII case-insensitive comparison read it.
+fn canon(b: u8) -> u8 {
+    match b {
+        b'.' | b' ' | b'[' => b'_',
+        b => b.to_ascii_lowercase(),
+    }
 }
 
 /// A crumb that is not listed itself but hides a listed name behind a `,` in its value
@@ -172,13 +174,25 @@ fn admit(
 /// A new session's bindings, fingerprint and scope, from what the request carried: used for
 /// rotation (bindings follow) and for a session created to hold a binding.
 pub fn new_session(p: &Pending, id: SessionId, now: u64, subject: Option<String>) -> Session {
-    let mut s = Session::new(id, now, subject);
-    s.scope = p.scope;
-    if let Some(ua) = &p.ua {
-        s.client = id.client_fingerprint(ua);
-    }
+    let mut s = fresh_session(id, now, subject, p.scope, p.ua.as_ref());
     for c in &p.app_cookies {
         s.bind(id.binding(&c.name, &c.value));
+    }
+    s
+}
+
+/// A new session of this scope, with the client's fingerprint when fingerprints are on.
+pub fn fresh_session(
+    id: SessionId,
+    now: u64,
+    subject: Option<String>,
+    scope: [u8; crate::token::TAG_LEN],
+    ua: Option<&[u8; 32]>,
+) -> Session {
+    let mut s = Session::new(id, now, subject);
+    s.scope = scope;
+    if let Some(ua) = ua {
+        s.client = id.client_fingerprint(ua);
     }
     s
 }
