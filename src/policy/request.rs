@@ -206,11 +206,7 @@ pub fn mint(
         rec.info(format_args!("no randomness: session not minted"));
         return (None, issue);
     };
-    let mut s = Session::new(SessionId(id), ctx.now, None);
-    s.scope = ctx.scope;
-    if let Some(ua) = &ctx.ua {
-        s.client = s.id.client_fingerprint(ua);
-    }
+    let s = app_cookies::fresh_session(SessionId(id), ctx.now, None, ctx.scope, ctx.ua.as_ref());
     rec.count(Counter::SessionMinted);
     rec.debug(|| format!("session minted session={}", tag(&s.id)));
     (Some(s), Issue::Minted)

@@ -65,48 +65,50 @@ impl SessionId {
 
     /// The fingerprint of a client (a digest of its `User-Agent`) within this session.
     pub fn client_fingerprint(&self, ua_digest: &[u8; 32]) -> [u8; CLIENT_LEN] {
-        let mut out = [0u8; CLIENT_LEN];
-        if let Some(mut mac) = self.keyed(b"session-guard client\0") {
-            mac.update(ua_digest);
-            let tag = mac.finalize().into_bytes();
-            for (o, t) in out.iter_mut().zip(tag.iter()) {
-                *o = *t;
-            }
-        }
-        out
+        self.keyed(b"session-guard client\0")
+            .map_or([0; CLIENT_LEN], |mut mac| {
+                mac.update(ua_digest);
+                prefix(&mac.finalize().into_bytes())
+            })
     }
 
     /// The binding of an app session cookie to this session: 4 bytes naming the cookie
     /// (`name` ASCII case-insensitive; so a deletion, which carries no value, finds it), then
     /// a 96-bit MAC over name and value.
     pub fn binding(&self, name: &[u8], value: &[u8]) -> [u8; TAG_LEN] {
+        let mac: [u8; TAG_LEN - NAME_TAG_LEN] = self.keyed(b"session-guard app cookie\0").map_or(
+            [0; TAG_LEN - NAME_TAG_LEN],
+            |mut mac| {
+                lower_into(&mut mac, name);
+                mac.update(&[0]);
+                mac.update(value);
+                prefix(&mac.finalize().into_bytes())
+            },
+        );
         let mut out = [0u8; TAG_LEN];
         let (head, tail) = out.split_at_mut(NAME_TAG_LEN);
         head.copy_from_slice(&self.name_tag(name));
-        if let Some(mut mac) = self.keyed(b"session-guard app cookie\0") {
-            lower_into(&mut mac, name);
-            mac.update(&[0]);
-            mac.update(value);
-            let tag = mac.finalize().into_bytes();
-            for (o, t) in tail.iter_mut().zip(tag.iter()) {
-                *o = *t;
-            }
-        }
+        tail.copy_from_slice(&mac);
         out
     }
 
     /// The first bytes of every binding of cookie `name` in this session.
     pub fn name_tag(&self, name: &[u8]) -> [u8; NAME_TAG_LEN] {
-        let mut out = [0u8; NAME_TAG_LEN];
-        if let Some(mut mac) = self.keyed(b"session-guard app cookie name\0") {
-            lower_into(&mut mac, name);
-            let tag = mac.finalize().into_bytes();
-            for (o, t) in out.iter_mut().zip(tag.iter()) {
-                *o = *t;
-            }
-        }
-        out
+        self.keyed(b"session-guard app cookie name\0")
+            .map_or([0; NAME_TAG_LEN], |mut mac| {
+                lower_into(&mut mac, name);
+                prefix(&mac.finalize().into_bytes())
+            })
     }
+}
+
+/// The first `N` bytes of a 32-byte digest (truncation of a MAC or hash).
+fn prefix<const N: usize>(digest: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (o, d) in out.iter_mut().zip(digest) {
+        *o = *d;
+    }
+    out
 }
 
 fn lower_into(mac: &mut HmacSha256, name: &[u8]) {
@@ -126,12 +128,7 @@ pub fn scope_digest(scope: &[u8]) -> [u8; TAG_LEN] {
     let mut h = Sha256::new();
     h.update(b"session-guard scope\0");
     h.update(scope);
-    let d = h.finalize();
-    let mut out = [0u8; TAG_LEN];
-    for (o, t) in out.iter_mut().zip(d.iter()) {
-        *o = *t;
-    }
-    out
+    prefix(&h.finalize())
 }
 
 /// SHA-256 of a `User-Agent` value (what [`SessionId::client_fingerprint`] takes).
@@ -429,12 +426,7 @@ fn hash8(label: &[u8], bytes: &[u8]) -> [u8; 8] {
     let mut h = Sha256::new();
     h.update(label);
     h.update(bytes);
-    let d = h.finalize();
-    let mut out = [0u8; 8];
-    for (o, t) in out.iter_mut().zip(d.iter()) {
-        *o = *t;
-    }
-    out
+    prefix(&h.finalize())
 }
 
 /// 16 lowercase hex digits.
