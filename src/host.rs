@@ -74,25 +74,13 @@ pub fn init_logging() {
     });
 }
 
+// Header maps.
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_get_header_map_pairs(
         map_type: MapType,
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
-    ) -> Status;
-    fn proxy_get_buffer_bytes(
-        buffer_type: BufferType,
-        start: usize,
-        max_size: usize,
-        return_buffer_data: *mut *mut u8,
-        return_buffer_size: *mut usize,
-    ) -> Status;
-    fn proxy_get_property(
-        path_data: *const u8,
-        path_size: usize,
-        return_value_data: *mut *mut u8,
-        return_value_size: *mut usize,
     ) -> Status;
     fn proxy_add_header_map_value(
         map_type: MapType,
@@ -112,6 +100,30 @@ extern "C" {
         map_type: MapType,
         key_data: *const u8,
         key_size: usize,
+    ) -> Status;
+}
+
+// Configuration, properties, clock, metrics, local replies.
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> Status;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> Status;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
     ) -> Status;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> Status;
     fn proxy_define_metric(
@@ -177,16 +189,6 @@ pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
             other => Err(other),
         }
     }
-}
-
-#[link(wasm_import_module = "env")]
-extern "C" {
-    fn proxy_set_property(
-        path_data: *const u8,
-        path_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> Status;
 }
 
 /// Sets filter state `wasm.<path>` (Envoy); a status other than Ok is an error, never a panic.

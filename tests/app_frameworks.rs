@@ -118,19 +118,15 @@ fn assert_attack_failed(o: &Outcome, what: &str) {
 async fn attack_succeeds_without_the_mesh(fw: Framework) {
     let app = App::start(fw).await;
     for toss in [Toss::First, Toss::Last] {
-        let (mut attacker, planted) = genuine_cookie(fw, app.port(), Wire::H1).await;
-        let o = play(
-            fw,
-            app.port(),
-            app.port(),
-            Wire::H1,
-            toss,
-            &mut attacker,
-            &planted,
-        )
-        .await;
-        assert_attack_worked(&o, &format!("{fw:?} direct, tossed {toss:?}"));
+        direct_attack_works(fw, app.port(), toss).await;
     }
+}
+
+/// One tossed-cookie attack straight against the app on `port`: it must succeed.
+async fn direct_attack_works(fw: Framework, port: u16, toss: Toss) {
+    let (mut attacker, planted) = genuine_cookie(fw, port, Wire::H1).await;
+    let o = play(fw, port, port, Wire::H1, toss, &mut attacker, &planted).await;
+    assert_attack_worked(&o, &format!("{fw:?} direct, tossed {toss:?}"));
 }
 
 /// The same app behind the shipped ingress (default configuration): first the attack against
@@ -143,18 +139,7 @@ async fn attack_fails_through_the_mesh(fw: Framework, wire: Wire) {
         .start()
         .await;
     for toss in [Toss::First, Toss::Last] {
-        let (mut attacker, planted) = genuine_cookie(fw, app.port(), Wire::H1).await;
-        let o = play(
-            fw,
-            app.port(),
-            app.port(),
-            Wire::H1,
-            toss,
-            &mut attacker,
-            &planted,
-        )
-        .await;
-        assert_attack_worked(&o, &format!("{fw:?} direct, tossed {toss:?}"));
+        direct_attack_works(fw, app.port(), toss).await;
         for source in [Source::Direct, Source::Mesh] {
             let what = format!("{fw:?} through the mesh ({wire:?}), {source:?} cookie, {toss:?}");
             let (mut attacker, planted) = match source {

@@ -4,6 +4,7 @@
 //! must be refused (`unsafe_path`).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use session_guard::url::oracle::creates_dot_or_empty;
 use session_guard::url::{strip_path, strip_referer};
 
 fn params() -> Vec<String> {
@@ -16,37 +17,6 @@ fn params() -> Vec<String> {
 fn is_subsequence(small: &[u8], big: &[u8]) -> bool {
     let mut it = big.iter();
     small.iter().all(|b| it.any(|c| c == b))
-}
-
-fn path_part(v: &[u8]) -> &[u8] {
-    let end = v.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(v.len());
-    v.get(..end).unwrap_or(v)
-}
-
-/// Stated independently of the filter's code: segments split on `/`, `\`, `%2F`, `%5C`,
-/// `%2e` decoded, each up to its first `;`.
-fn creates_dot_or_empty(input: &[u8], output: &[u8]) -> bool {
-    let (pi, po) = (path_part(input), path_part(output));
-    if pi == po {
-        return false;
-    }
-    let empties = |p: &[u8]| {
-        let segs: Vec<&[u8]> = p.split(|&b| b == b'/').collect();
-        segs.iter().take(segs.len().saturating_sub(1)).filter(|s| s.is_empty()).count()
-    };
-    let norm = String::from_utf8_lossy(po)
-        .replace("%2f", "/")
-        .replace("%2F", "/")
-        .replace("%5c", "/")
-        .replace("%5C", "/")
-        .replace('\\', "/")
-        .replace("%2e", ".")
-        .replace("%2E", ".");
-    let dots = norm.split('/').any(|seg| {
-        let base = seg.split(';').next().unwrap_or("");
-        base == "." || base == ".."
-    });
-    dots || empties(po) > empties(pi)
 }
 
 fuzz_target!(|data: &[u8]| {

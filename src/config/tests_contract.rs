@@ -129,13 +129,22 @@ fn heapsort_sorts() {
     assert_eq!(v, want);
 }
 
+/// Each case's configuration is refused, naming `field`, with a problem.
+fn assert_refused(cases: Vec<(&str, String, &str)>) {
+    for (name, extra, field) in cases {
+        let err = parse_with(&extra).expect_err(name);
+        assert_eq!(err.field, field, "{name}: {err}");
+        assert!(!err.problem.is_empty(), "{name}");
+    }
+}
+
+fn many(n: usize, f: &dyn Fn(usize) -> String) -> String {
+    (0..n).map(f).collect::<Vec<_>>().join(",")
+}
+
 #[test]
-fn refusals_name_the_field() {
-    let many = |n: usize, f: &dyn Fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>().join(",");
-    let sessions_10001 = many(10_001, &|i| format!("\"{i:016x}\""));
-    let subjects_10001 = many(10_001, &|i| format!("\"u{i}\":1"));
-    let names_65 = many(65, &|i| format!("\"c{i}\""));
-    let cases: Vec<(&str, String, &str)> = vec![
+fn refusals_of_url_scope_and_observe_name_the_field() {
+    assert_refused(vec![
         (
             "semicolon type",
             r#","url":{"query_semicolon":"yes"}"#.into(),
@@ -161,6 +170,33 @@ fn refusals_name_the_field() {
             r#","cookie":{"scope":1}"#.into(),
             "cookie.scope",
         ),
+        (
+            "legacy host space",
+            r#","cookie":{"legacy_hosts":["a b"]}"#.into(),
+            "cookie.legacy_hosts[0]",
+        ),
+        (
+            "legacy hosts type",
+            r#","cookie":{"legacy_hosts":"a"}"#.into(),
+            "cookie.legacy_hosts",
+        ),
+        (
+            "filter state type",
+            r#","observe":{"filter_state":"on"}"#.into(),
+            "observe.filter_state",
+        ),
+        (
+            "observe unknown",
+            r#","observe":{"state":true}"#.into(),
+            "observe.state",
+        ),
+    ]);
+}
+
+#[test]
+fn refusals_of_app_cookies_name_the_field() {
+    let names_65 = many(65, &|i| format!("\"c{i}\""));
+    assert_refused(vec![
         (
             "app names type",
             r#","app_cookies":{"names":"JSESSIONID"}"#.into(),
@@ -206,6 +242,13 @@ fn refusals_name_the_field() {
             r#","app_cookies":{"name":[]}"#.into(),
             "app_cookies.name",
         ),
+    ]);
+}
+
+#[test]
+fn refusals_of_revoke_times_and_subjects_name_the_field() {
+    let subjects_10001 = many(10_001, &|i| format!("\"u{i}\":1"));
+    assert_refused(vec![
         (
             "not_before type",
             r#","revoke":{"not_before":"2024"}"#.into(),
@@ -241,6 +284,13 @@ fn refusals_name_the_field() {
             format!(r#","revoke":{{"subjects":{{{subjects_10001}}}}}"#),
             "revoke.subjects",
         ),
+    ]);
+}
+
+#[test]
+fn refusals_of_revoked_sessions_name_the_field() {
+    let sessions_10001 = many(10_001, &|i| format!("\"{i:016x}\""));
+    assert_refused(vec![
         (
             "session short",
             r#","revoke":{"sessions":["0011"]}"#.into(),
@@ -271,6 +321,14 @@ fn refusals_name_the_field() {
             r#","revoke":{"session":[]}"#.into(),
             "revoke.session",
         ),
+    ]);
+    let err = parse_with(&format!(r#","revoke":{{"sessions":[{sessions_10001}]}}"#)).unwrap_err();
+    assert!(err.problem.contains("10000"), "{err}");
+}
+
+#[test]
+fn refusals_of_detect_name_the_field() {
+    assert_refused(vec![
         (
             "detect value",
             r#","detect":{"client_change":"block"}"#.into(),
@@ -286,14 +344,7 @@ fn refusals_name_the_field() {
             r#","detect":{"client":"off"}"#.into(),
             "detect.client",
         ),
-    ];
-    for (name, extra, field) in cases {
-        let err = parse_with(&extra).expect_err(name);
-        assert_eq!(err.field, field, "{name}: {err}");
-        assert!(!err.problem.is_empty(), "{name}");
-    }
-    let err = parse_with(&format!(r#","revoke":{{"sessions":[{sessions_10001}]}}"#)).unwrap_err();
-    assert!(err.problem.contains("10000"), "{err}");
+    ]);
 }
 
 #[test]
