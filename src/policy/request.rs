@@ -75,7 +75,7 @@ pub fn decide_request(
 fn request_ctx<'a>(cfg: &Config, req: &RequestView<'_>, host: &'a [u8]) -> Ctx<'a> {
     Ctx {
         now: req.now,
-        scope: super::request_scope(cfg, req.authority),
+        scope: super::scope::scope_for_host(cfg, host),
         host,
         ua: (cfg.detect.client_change != ClientChange::Off)
             .then(|| token::ua_digest(req.user_agent.unwrap_or_default())),

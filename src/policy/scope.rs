@@ -26,8 +26,13 @@ pub fn host_scope(authority: &[u8]) -> Vec<u8> {
 
 /// The digest of the scope a request's session must carry.
 pub fn request_scope(cfg: &Config, authority: Option<&[u8]>) -> [u8; TAG_LEN] {
+    scope_for_host(cfg, &host_scope(authority.unwrap_or_default()))
+}
+
+/// [`request_scope`] for a host already read by [`host_scope`] (the request path reads it once).
+pub fn scope_for_host(cfg: &Config, host: &[u8]) -> [u8; TAG_LEN] {
     match &cfg.scope {
-        Scope::Host => token::scope_digest(&host_scope(authority.unwrap_or_default())),
+        Scope::Host => token::scope_digest(host),
         Scope::Fixed(s) => token::scope_digest(s.as_bytes()),
         Scope::None => token::scope_digest(b""),
     }
