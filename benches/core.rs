@@ -15,7 +15,7 @@ use session_guard::filter::Root;
 use session_guard::hostapi::{Host, HostError, LogLevel, Map};
 use session_guard::token::{self, Session, SessionId};
 use session_guard::url;
-use session_guard::wire::Header;
+use session_guard::wire::{Header, HeaderMap};
 use std::cell::{Cell, RefCell};
 
 fn bench(c: &mut Criterion) {
@@ -60,8 +60,9 @@ fn bench(c: &mut Criterion) {
 /// computation per request, the part `make bench` cannot separate from host calls.
 #[derive(Default)]
 struct BenchHost {
-    request: Vec<Header>,
-    response: Vec<Header>,
+    /// Wire bytes, as the host delivers them (the filter reads them in place).
+    request: HeaderMap,
+    response: HeaderMap,
     cluster: &'static [u8],
     config: Vec<u8>,
     set_cookies: RefCell<Vec<Vec<u8>>>,
@@ -69,7 +70,7 @@ struct BenchHost {
 }
 
 impl Host for BenchHost {
-    fn header_map(&self, map: Map) -> Result<Vec<Header>, HostError> {
+    fn header_map(&self, map: Map) -> Result<HeaderMap, HostError> {
         Ok(match map {
             Map::Request => self.request.clone(),
             Map::Response => self.response.clone(),
@@ -121,24 +122,26 @@ impl Host for BenchHost {
 
 const CONFIG: &str = r#"{"keys":[{"id":"k1","secret":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}],"signal":{"trusted_clusters":["auth"]}"#;
 
-fn headers(list: &[(&str, &str)]) -> Vec<Header> {
-    list.iter()
+fn headers(list: &[(&str, &str)]) -> HeaderMap {
+    let owned: Vec<Header> = list
+        .iter()
         .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-        .collect()
+        .collect();
+    HeaderMap::from_headers(&owned)
 }
 
-fn request(path: &str, cookie: Option<&str>) -> Vec<Header> {
-    let mut h = headers(&[
+fn request(path: &str, cookie: Option<&str>) -> HeaderMap {
+    let mut h = vec![
         (":method", "GET"),
         (":path", path),
         (":authority", "shop.example.com"),
         ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) bench"),
         ("x-request-id", "0f5b3a4e-1111-2222-3333-444455556666"),
-    ]);
+    ];
     if let Some(c) = cookie {
-        h.push(("cookie".into(), c.as_bytes().to_vec()));
+        h.push(("cookie", c));
     }
-    h
+    headers(&h)
 }
 
 fn configured(host: &BenchHost) -> Root {

@@ -157,9 +157,9 @@ unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
     }
 }
 
-pub use crate::wire::{deserialize_map, serialize_map, Header};
+pub use crate::wire::{serialize_map, HeaderMap};
 
-pub fn header_map(map: MapType) -> Result<Vec<Header>, Status> {
+pub fn header_map(map: MapType) -> Result<HeaderMap, Status> {
     let mut data = null_mut();
     let mut size = 0;
     // SAFETY: out-pointers are valid for the call; the buffer is then ours.
@@ -169,7 +169,7 @@ pub fn header_map(map: MapType) -> Result<Vec<Header>, Status> {
             other => return Err(other),
         }
     };
-    Ok(deserialize_map(&bytes))
+    Ok(HeaderMap::from_wire(bytes))
 }
 
 pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
@@ -317,7 +317,7 @@ fn log_level(level: HostLevel) -> log::Level {
 }
 
 impl Host for WasmHost {
-    fn header_map(&self, map: Map) -> Result<Vec<Header>, HostError> {
+    fn header_map(&self, map: Map) -> Result<HeaderMap, HostError> {
         header_map(map_type(map)).map_err(|_| HostError)
     }
     fn replace_header(&self, map: Map, name: &str, value: &[u8]) -> Result<(), HostError> {

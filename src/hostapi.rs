@@ -3,7 +3,7 @@
 //! the filter's logic runs and is tested natively. The filter is generic over `H: Host`
 //! (static dispatch: one implementation in the wasm, no vtables).
 
-use crate::wire::Header;
+use crate::wire::HeaderMap;
 use std::fmt;
 
 /// Which header map a call concerns.
@@ -27,7 +27,7 @@ pub enum LogLevel {
 
 pub trait Host {
     /// Every header of the map, in order (names lowercase, values raw bytes).
-    fn header_map(&self, map: Map) -> Result<Vec<Header>, HostError>;
+    fn header_map(&self, map: Map) -> Result<HeaderMap, HostError>;
     fn replace_header(&self, map: Map, name: &str, value: &[u8]) -> Result<(), HostError>;
     fn add_header(&self, map: Map, name: &str, value: &[u8]) -> Result<(), HostError>;
     fn remove_header(&self, map: Map, name: &str) -> Result<(), HostError>;

@@ -14,7 +14,7 @@ use crate::policy::{
 };
 use crate::set_cookie;
 use crate::token;
-use crate::wire::Header;
+use crate::wire::HeaderMap;
 use std::borrow::Cow;
 use std::rc::Rc;
 
@@ -142,8 +142,7 @@ impl Stream {
         // Monitor mode decides, counts and logs everything, and writes nothing.
         let monitor = cfg.mode == Mode::Monitor;
         let mut pending = decision.pending;
-        let hash = pending.session.as_ref().map(|s| token::session_hash(&s.id));
-        self.publish(host, pending.decision, hash);
+        self.publish(host, pending.decision, pending.session_hash);
         match decision.outcome {
             RequestOutcome::Reply(r) if !monitor => {
                 self.pending = None;
@@ -313,14 +312,14 @@ fn same_header_name(a: &str, b: &str) -> bool {
 }
 
 /// The request as `policy` sees it, from one read of the header map.
-fn request_view<'a>(cfg: &Config, headers: &'a [Header], debug: bool, now: u64) -> RequestView<'a> {
+fn request_view<'a>(cfg: &Config, headers: &'a HeaderMap, debug: bool, now: u64) -> RequestView<'a> {
     let mut view = RequestView {
         debug_logs: debug,
         now,
         ..Default::default()
     };
-    for (name, value) in headers {
-        match name.as_str() {
+    for (name, value) in headers.iter() {
+        match name {
             ":method" => view.method = value,
             ":authority" => view.authority = Some(value),
             "user-agent" => view.user_agent = Some(value),
@@ -350,7 +349,7 @@ fn request_view<'a>(cfg: &Config, headers: &'a [Header], debug: bool, now: u64) 
 /// The response as `policy` sees it; `now` is the request's clock reading.
 fn response_view<'a>(
     cfg: &Config,
-    headers: &'a [Header],
+    headers: &'a HeaderMap,
     debug: bool,
     now: u64,
 ) -> ResponseView<'a> {
@@ -359,13 +358,12 @@ fn response_view<'a>(
         now,
         ..Default::default()
     };
-    for (name, value) in headers {
-        let n = name.as_str();
+    for (n, value) in headers.iter() {
         if n == "set-cookie" {
             view.set_cookies.push(value);
         } else if n == "cache-control" {
             view.cache_control = Some(match view.cache_control.take() {
-                None => Cow::Borrowed(value.as_slice()),
+                None => Cow::Borrowed(value),
                 Some(prev) => {
                     let mut joined = prev.into_owned();
                     joined.extend_from_slice(b", ");

@@ -237,6 +237,7 @@ fn views_read_headers_once() {
     h.push(("x-session-id".into(), b"1".to_vec()));
     h.push(("x_session_id".into(), b"2".to_vec()));
     h.push(("x-session-id".into(), b"3".to_vec()));
+    let h = crate::wire::HeaderMap::from_headers(&h);
     let v = request_view(&root_cfg, &h, false, 7);
     assert_eq!((v.method, v.path, v.now), (&b"GET"[..], Some(&b"/"[..]), 7));
     assert_eq!(v.spoofed, ["x-session-id", "x_session_id"]);

@@ -2,7 +2,7 @@
 //! "CSPRNG", counters and log lines, with switches that make calls fail.
 
 use super::{Host, HostError, LogLevel, Map};
-use crate::wire::Header;
+use crate::wire::{Header, HeaderMap};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 
@@ -91,11 +91,11 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
-    fn header_map(&self, map: Map) -> Result<Vec<Header>, HostError> {
+    fn header_map(&self, map: Map) -> Result<HeaderMap, HostError> {
         if self.fail_reads {
             return Err(HostError);
         }
-        Ok(self.map(map).borrow().clone())
+        Ok(HeaderMap::from_headers(&self.map(map).borrow()))
     }
 
     fn replace_header(&self, map: Map, name: &str, value: &[u8]) -> Result<(), HostError> {

@@ -83,6 +83,9 @@ pub enum Issue {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Pending {
     pub session: Option<Session>,
+    /// `session`'s hash (logs, filter state), computed once on the request; `None` also
+    /// when it was not computed (then it is computed where needed).
+    pub session_hash: Option<[u8; 8]>,
     pub issue: Issue,
     pub next_id: Option<SessionId>,
     pub may_signal: bool,

@@ -57,6 +57,7 @@ pub fn decide_request(
         .flatten()
         .map(SessionId);
     let pending = Pending {
+        session_hash: session.as_ref().map(|s| token::session_hash(&s.id)),
         scope: ctx.scope,
         ua: ctx.ua,
         app_cookies: app.kept,
@@ -264,6 +265,7 @@ pub fn grant_signal(
 fn pending(session: Option<Session>, issue: Issue, request_id: String, now: u64) -> Pending {
     Pending {
         session,
+        session_hash: None,
         issue,
         next_id: None,
         may_signal: false,

@@ -30,7 +30,9 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
     let session_hash = match &mesh {
         MeshCookie::Set(s) => Some(token::session_hash(&s.id)),
         MeshCookie::Expire => None,
-        MeshCookie::Keep => p.session.as_ref().map(|s| token::session_hash(&s.id)),
+        MeshCookie::Keep => p
+            .session_hash
+            .or_else(|| p.session.as_ref().map(|s| token::session_hash(&s.id))),
     };
 
     let (list, changed) = harden_upstream_cookies(cfg, &resp.set_cookies, &mut rec);

@@ -132,7 +132,7 @@ fn check_scope(cfg: &Config, s: &mut Session, ctx: &Ctx<'_>) -> Result<bool, Inv
 }
 
 /// `revoke.not_before`, `revoke.subjects` (by the time the current ID was issued) and
-/// `revoke.sessions` (by the session's hash).
+/// `revoke.sessions` (by the session's hash, computed only when that list is not empty).
 fn check_revoked(cfg: &Config, s: &Session) -> Result<(), Invalid> {
     let before = |t: Option<u64>| t.is_some_and(|t| s.issued_at < t);
     let subject = s
@@ -141,7 +141,7 @@ fn check_revoked(cfg: &Config, s: &Session) -> Result<(), Invalid> {
         .and_then(|sub| cfg.subject_revoked_before(sub));
     if before(cfg.revoke.not_before)
         || before(subject)
-        || cfg.revoked_session(&token::session_hash(&s.id))
+        || (cfg.revokes_sessions() && cfg.revoked_session(&token::session_hash(&s.id)))
     {
         return Err(Invalid::Revoked);
     }

@@ -1,0 +1,224 @@
+// session-guard's own computation per request in V8, without Envoy: the built .wasm is loaded in
+// Node (the same V8 engine family as Envoy's Wasm runtime) behind a minimal Proxy-Wasm host
+// written here in JavaScript, and each traffic class is replayed through the filter's exported
+// callbacks. The host calls cost what a JavaScript function call costs (tens of ns), not what
+// Envoy's cost, so what is left is the filter's own work: parsing, crypto, allocation.
+//
+// usage: node perf/vm/run.mjs [--ms N] [--rounds N] [--classes a,b] name=path.wasm [name=path.wasm ...]
+// Prints µs per request (median over interleaved rounds) per class and build.
+
+import { readFileSync } from "node:fs";
+import { webcrypto } from "node:crypto";
+
+const args = process.argv.slice(2);
+let ms = 300, rounds = 7, only = null, trace = false;
+const builds = [];
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === "--ms") ms = Number(args[++i]);
+  else if (args[i] === "--rounds") rounds = Number(args[++i]);
+  else if (args[i] === "--classes") only = args[++i].split(",");
+  else if (args[i] === "--trace") trace = true;
+  else {
+    const eq = args[i].indexOf("=");
+    if (eq < 1) throw new Error(`not name=path.wasm: ${args[i]}`);
+    builds.push([args[i].slice(0, eq), args[i].slice(eq + 1)]);
+  }
+}
+if (builds.length === 0) throw new Error("usage: run.mjs [--ms N] [--rounds N] [--classes a,b] name=path.wasm ...");
+
+const CONFIG = JSON.stringify({
+  keys: [{ id: "k1", secret: Buffer.alloc(32, 7).toString("base64") }],
+  signal: { trusted_clusters: ["auth"] },
+});
+const UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const APP = enc.encode("app"), AUTH = enc.encode("auth");
+
+function serializeMap(pairs) {
+  const parts = pairs.map(([k, v]) => [enc.encode(k), enc.encode(v)]);
+  let size = 4 + parts.length * 8;
+  for (const [k, v] of parts) size += k.length + v.length + 2;
+  const out = new Uint8Array(size);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, parts.length, true);
+  let p = 4 + parts.length * 8;
+  parts.forEach(([k, v], i) => {
+    dv.setUint32(4 + i * 8, k.length, true);
+    dv.setUint32(8 + i * 8, v.length, true);
+    out.set(k, p); p += k.length + 1;
+    out.set(v, p); p += v.length + 1;
+  });
+  return out;
+}
+
+// Randomness from a pool refilled in bulk: a host's random_get is a cheap call, Node's is not.
+const pool = new Uint8Array(1 << 16);
+let poolAt = pool.length;
+function randomBytes(n) {
+  if (n > pool.length) return webcrypto.getRandomValues(new Uint8Array(n));
+  if (poolAt + n > pool.length) { webcrypto.getRandomValues(pool); poolAt = 0; }
+  poolAt += n;
+  return pool.subarray(poolAt - n, poolAt);
+}
+
+// One loaded filter: a VM with its root context configured.
+async function load(path) {
+  const module = await WebAssembly.compile(readFileSync(path));
+  let inst, buf = null, u8 = null, view = null;
+  // Views are rebuilt only when the memory grew (a new ArrayBuffer).
+  const fresh = () => {
+    if (inst.exports.memory.buffer !== buf) {
+      buf = inst.exports.memory.buffer; u8 = new Uint8Array(buf); view = new DataView(buf);
+    }
+  };
+  const mem = () => (fresh(), u8);
+  const dv = () => (fresh(), view);
+  const str = (p, n) => dec.decode(mem().subarray(p, p + n));
+  const give = (bytes, retPtr, retSize) => {
+    const p = inst.exports.proxy_on_memory_allocate(bytes.length);
+    mem().set(bytes, p);
+    dv().setUint32(retPtr, p, true);
+    dv().setUint32(retSize, bytes.length, true);
+    return 0;
+  };
+  const st = { reqBytes: null, respBytes: null, cluster: null, setCookies: [], calls: null };
+  const config = enc.encode(CONFIG);
+  const env = {
+    proxy_log: () => 0,
+    proxy_get_log_level: (p) => { dv().setUint32(p, 2, true); return 0; },
+    proxy_get_header_map_pairs: (t, rp, rs) => give(t === 0 ? st.reqBytes : st.respBytes, rp, rs),
+    proxy_add_header_map_value: (t, kp, kn, vp, vn) => {
+      if (t === 2 && str(kp, kn) === "set-cookie") st.setCookies.push(str(vp, vn));
+      return 0;
+    },
+    proxy_replace_header_map_value: () => 0,
+    proxy_remove_header_map_value: () => 0,
+    proxy_get_buffer_bytes: (t, start, max, rp, rs) => (t === 7 ? give(config, rp, rs) : 1),
+    proxy_get_property: (pp, pn, rp, rs) =>
+      str(pp, pn) === "xds\0cluster_name" ? give(st.cluster, rp, rs) : 1,
+    proxy_set_property: () => 0,
+    proxy_get_current_time_nanoseconds: (p) => { dv().setBigUint64(p, BigInt(Date.now()) * 1000000n, true); return 0; },
+    proxy_define_metric: (t, np, nn, rp) => { dv().setUint32(rp, 1, true); return 0; },
+    proxy_increment_metric: () => 0,
+    proxy_send_local_response: () => 0,
+  };
+  const wasi = {
+    random_get: (p, n) => { mem().set(randomBytes(n), p); return 0; },
+    environ_sizes_get: (a, b) => { dv().setUint32(a, 0, true); dv().setUint32(b, 0, true); return 0; },
+    environ_get: () => 0,
+    fd_write: (fd, iovs, n, written) => { dv().setUint32(written, 0, true); return 0; },
+    clock_time_get: (id, prec, p) => { dv().setBigUint64(p, BigInt(Date.now()) * 1000000n, true); return 0; },
+    proc_exit: (c) => { throw new Error(`proc_exit ${c}`); },
+  };
+  const imports = {};
+  for (const imp of WebAssembly.Module.imports(module)) {
+    const table = imp.module === "env" ? env : imp.module === "wasi_snapshot_preview1" ? wasi : {};
+    imports[imp.module] ??= {};
+    const fn = table[imp.name] ?? (() => 0);
+    imports[imp.module][imp.name] = (...a) => {
+      if (st.calls) st.calls.push(imp.name === "proxy_get_property" || imp.name.includes("header_map_value") || imp.name === "proxy_set_property"
+        ? `${imp.name}(${imp.name === "proxy_set_property" || imp.name === "proxy_get_property" ? str(a[0], a[1]).replace("\0", ".") : `${a[0]},${str(a[1], a[2])}`})` : imp.name);
+      return fn(...a);
+    };
+  }
+  inst = await WebAssembly.instantiate(module, imports);
+  const x = inst.exports;
+  (x._initialize ?? x._start)?.();
+  x.proxy_on_context_create(1, 0);
+  x.proxy_on_vm_start(1, 0);
+  if (!x.proxy_on_configure(1, CONFIG.length)) throw new Error(`${path}: configuration refused`);
+  let next = 2;
+  // One request through the filter; returns the Set-Cookie values it added.
+  const request = (reqBytes, respBytes, cluster) => {
+    st.reqBytes = reqBytes; st.respBytes = respBytes; st.cluster = cluster; st.setCookies = [];
+    const id = next++;
+    x.proxy_on_context_create(id, 1);
+    x.proxy_on_request_headers(id, 0, 1);
+    x.proxy_on_response_headers(id, 0, 0);
+    x.proxy_on_done(id);
+    x.proxy_on_log?.(id);
+    x.proxy_on_delete(id);
+    return st.setCookies;
+  };
+  return { request, st };
+}
+
+const reqHeaders = (path, cookie, extra = []) => serializeMap([
+  [":authority", "app.example.com"], [":path", path], [":method", "GET"], [":scheme", "http"],
+  ["user-agent", UA], ["accept", "*/*"], ["x-forwarded-proto", "http"],
+  ["x-request-id", "0f6c1a2e-8c1b-4d5e-9a7f-3b2c1d0e9f8a"],
+  ...(cookie ? [["cookie", cookie]] : []), ...extra,
+]);
+const respHeaders = (extra = []) => serializeMap([
+  [":status", "200"], ["content-type", "text/plain"], ["content-length", "2"],
+  ["date", "Mon, 30 Nov 2026 18:00:00 GMT"], ["server", "envoy"], ...extra,
+]);
+
+// The classes of `make bench`, built with a cookie each build minted itself.
+function classes(f) {
+  const plain = respHeaders();
+  const minted = f.request(reqHeaders("/app/page?x=1"), plain, APP).find((c) => c.startsWith("__Host-session="));
+  if (!minted) return null; // a probe (the empty filter) mints nothing: it takes another build's
+  const cookie = minted.split(";")[0];
+  const bindResp = respHeaders([["set-cookie", "connect.sid=s%3Aabc.def; Path=/; HttpOnly"]]);
+  const mesh = (list) => list.find((c) => c.startsWith("__Host-session="));
+  const bound = mesh(f.request(reqHeaders("/app/bind", cookie), bindResp, APP));
+  if (!bound) throw new Error("the filter did not bind the app cookie");
+  const login = respHeaders([["x-session-guard", "login"], ["x-session-guard-subject", "alice"]]);
+  return {
+    steady: [reqHeaders("/app/page?x=1", cookie), plain, APP],
+    anonymous: [reqHeaders("/app/page?x=1"), plain, APP],
+    url: [reqHeaders("/?jsessionid=ABC&x=1", cookie), plain, APP],
+    forged: [reqHeaders("/app/page?x=1", cookie.slice(0, -3) + (cookie.endsWith("A") ? "BBB" : "AAA")), plain, APP],
+    login: [reqHeaders("/auth/login", cookie), login, AUTH],
+    binding: [reqHeaders("/app/page?x=1", `${bound.split(";")[0]}; connect.sid=s%3Aabc.def`), plain, APP],
+  };
+}
+
+function timeClass(f, [req, resp, cluster]) {
+  const t0 = process.hrtime.bigint();
+  let n = 0;
+  const deadline = t0 + BigInt(ms) * 1000000n;
+  while (true) {
+    for (let i = 0; i < 200; i++) f.request(req, resp, cluster);
+    n += 200;
+    if (process.hrtime.bigint() >= deadline) break;
+  }
+  return Number(process.hrtime.bigint() - t0) / 1000 / n;
+}
+
+const loaded = [];
+for (const [name, path] of builds) {
+  const f = await load(path);
+  loaded.push([name, f, classes(f)]);
+}
+const reference = loaded.find(([, , c]) => c)?.[2];
+if (!reference) throw new Error("no build minted a cookie");
+for (const l of loaded) l[2] ??= reference;
+const names = Object.keys(reference).filter((c) => !only || only.includes(c));
+const samples = {};
+for (const [name, f, cls] of loaded) for (const c of names) timeClass(f, cls[c]); // warm-up, tier-up
+for (let r = 0; r < rounds; r++) {
+  const order = r % 2 ? [...loaded].reverse() : loaded;
+  for (const c of names) for (const [name, f, cls] of order) {
+    ((samples[c] ??= {})[name] ??= []).push(timeClass(f, cls[c]));
+  }
+}
+if (trace) {
+  // The host calls each class makes (first build), in order: keep perf/run.py's CALLS_SEQ in step.
+  const [name, f, cls] = loaded[0];
+  for (const c of names) {
+    f.st.calls = [];
+    f.request(...cls[c]);
+    console.log(`${name} ${c}: ${f.st.calls.length} calls: ${f.st.calls.join(" ")}`);
+    f.st.calls = null;
+  }
+}
+const median = (a) => { const s = [...a].sort((x, y) => x - y); return s[s.length >> 1]; };
+const w = Math.max(...builds.map(([n]) => n.length), 8);
+console.log(`µs per request in V8 (Node ${process.version}), median of ${rounds} interleaved rounds x ${ms} ms`);
+console.log("class".padEnd(10) + builds.map(([n]) => n.padStart(w + 2)).join(""));
+for (const c of names) {
+  console.log(c.padEnd(10) + builds.map(([n]) => median(samples[c][n]).toFixed(2).padStart(w + 2)).join(""));
+}
