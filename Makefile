@@ -62,8 +62,10 @@ node-deps:
 
 ## --- build -----------------------------------------------------------------------------
 
+# crates/wasm links the session-guard crate into the module (see its Cargo.toml for why).
 build: wasm-target
-	cargo rustc --release --target wasm32-wasip1 --lib --crate-type cdylib
+	cargo build --release --target wasm32-wasip1 -p session-guard-wasm
+	cp target/wasm32-wasip1/release/session_guard_wasm.wasm $(WASM)
 	@ls -l $(WASM) | awk '{print "built $(WASM) (" $$5 " bytes)"}'
 
 ## --- tests -----------------------------------------------------------------------------
@@ -92,7 +94,7 @@ test-compat: build $(COMPAT_VERSIONS:%=$(COMPAT_VENVS)/%/.installed)
 
 lint: wasm-target
 	cargo fmt --check
-	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
+	cargo clippy --target wasm32-wasip1 -p session-guard -p session-guard-config -p session-guard-wasm -- -D warnings
 	cargo clippy --all-targets -- -D warnings
 
 ## --- demo ------------------------------------------------------------------------------

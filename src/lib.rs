@@ -5,7 +5,7 @@
 //! `glue` (the Proxy-Wasm contexts) and `host` (the ABI calls) are wasm-only. One crate on
 //! purpose: the seam is a trait, not a crate boundary.
 
-pub mod config;
+pub use session_guard_config as config;
 pub mod cookies;
 pub mod filter;
 pub mod hostapi;

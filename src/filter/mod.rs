@@ -312,7 +312,12 @@ fn same_header_name(a: &str, b: &str) -> bool {
 }
 
 /// The request as `policy` sees it, from one read of the header map.
-fn request_view<'a>(cfg: &Config, headers: &'a HeaderMap, debug: bool, now: u64) -> RequestView<'a> {
+fn request_view<'a>(
+    cfg: &Config,
+    headers: &'a HeaderMap,
+    debug: bool,
+    now: u64,
+) -> RequestView<'a> {
     let mut view = RequestView {
         debug_logs: debug,
         now,

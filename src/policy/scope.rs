@@ -4,25 +4,7 @@
 use crate::config::{Config, Scope};
 use crate::token::{self, TAG_LEN};
 
-/// A host as `cookie.scope: "host"` reads `:authority`: lowercased, without the port and
-/// without one trailing dot (`Tenant-A.example.com.:8443` -> `tenant-a.example.com`). An
-/// IPv6 literal keeps its brackets.
-pub fn host_scope(authority: &[u8]) -> Vec<u8> {
-    let host = if authority.starts_with(b"[") {
-        let end = authority
-            .iter()
-            .position(|&b| b == b']')
-            .map_or(authority.len(), |i| i + 1);
-        authority.get(..end).unwrap_or(authority)
-    } else {
-        match authority.iter().rposition(|&b| b == b':') {
-            Some(i) => authority.get(..i).unwrap_or(authority),
-            None => authority,
-        }
-    };
-    let host = host.strip_suffix(b".").unwrap_or(host);
-    host.to_ascii_lowercase()
-}
+pub use crate::config::host_scope;
 
 /// The digest of the scope a request's session must carry.
 pub fn request_scope(cfg: &Config, authority: Option<&[u8]>) -> [u8; TAG_LEN] {
@@ -35,30 +17,5 @@ pub fn scope_for_host(cfg: &Config, host: &[u8]) -> [u8; TAG_LEN] {
         Scope::Host => token::scope_digest(host),
         Scope::Fixed(s) => token::scope_digest(s.as_bytes()),
         Scope::None => token::scope_digest(b""),
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_as_envoy_routes_them() {
-        for (a, want) in [
-            ("tenant-a.example.com", "tenant-a.example.com"),
-            ("Tenant-A.Example.COM:8443", "tenant-a.example.com"),
-            ("tenant-a.example.com.", "tenant-a.example.com"),
-            ("tenant-a.example.com.:443", "tenant-a.example.com"),
-            ("[::1]:8080", "[::1]"),
-            ("127.0.0.1:10000", "127.0.0.1"),
-            ("", ""),
-        ] {
-            assert_eq!(
-                String::from_utf8(host_scope(a.as_bytes())).unwrap(),
-                want,
-                "{a}"
-            );
-        }
     }
 }

@@ -5,11 +5,15 @@
 //!
 //! Three steps, one file each: [`json`] reads the JSON into raw sections (shapes and types),
 //! [`validate`] checks each section and the cross-field rules, and this file holds the
-//! validated types and [`parse`], which runs both.
+//! validated types and [`parse`], which runs both. The main crate re-exports this crate as
+//! `session_guard::config`.
 
+mod host;
 mod json;
 mod validate;
 mod validate_sessions;
+
+pub use host::host_scope;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

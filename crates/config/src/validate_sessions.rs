@@ -33,7 +33,7 @@ pub(super) fn legacy_hosts(raw: Option<Vec<String>>) -> Result<Vec<String>, Conf
                     "must be a host name (1-256 visible ASCII characters)",
                 ));
             }
-            Ok(String::from_utf8_lossy(&crate::policy::host_scope(h.as_bytes())).into_owned())
+            Ok(String::from_utf8_lossy(&super::host_scope(h.as_bytes())).into_owned())
         })
         .collect()
 }
