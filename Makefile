@@ -10,7 +10,7 @@ ENVOY_VERSION := 1.40.0
 export ENVOY_BIN := $(abspath $(ENVOY))
 export SESSION_GUARD_WASM := $(abspath $(WASM))
 
-.PHONY: all build test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
+.PHONY: bench-vm all build test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
 
 all: build
 
@@ -128,9 +128,16 @@ perf-probes: wasm-target
 soak: build deps bench-deps
 	$(VENV)/bin/python3 perf/soak.py
 
-# Takes 4 to 5 minutes; BENCH_HOSTCALLS=1 prices single host calls instead.
+# Takes 4 to 5 minutes; BENCH_HOSTCALLS=1 prices single host calls instead. Then bench-vm.
 bench: build deps bench-deps perf-probes
 	$(VENV)/bin/python3 perf/run.py
+	@$(MAKE) --no-print-directory bench-vm
+
+# The filter's own computation per request in V8 without Envoy (Node, perf/vm/run.mjs):
+# session-guard, the empty filter and every BENCH_VARIANTS build, in the same rounds.
+bench-vm: build perf-probes
+	node perf/vm/run.mjs guard=$(WASM) empty=target/wasm32-wasip1/release/empty_filter.wasm \
+		$$(echo "$${BENCH_VARIANTS:-}" | tr ',' ' ')
 
 clean:
 	cargo clean

@@ -5,10 +5,16 @@
 // Envoy's cost, so what is left is the filter's own work: parsing, crypto, allocation.
 //
 // usage: node perf/vm/run.mjs [--ms N] [--rounds N] [--classes a,b] name=path.wasm [name=path.wasm ...]
-// Prints µs per request (median over interleaved rounds) per class and build.
+// Prints µs per request (median over interleaved rounds) per class and build; --trace also
+// prints the host calls each class makes (perf/run.py's CALLS_SEQ must match steady's).
+// `make bench-vm` runs it on the built wasm and the empty filter (and BENCH_VARIANTS).
 
 import { readFileSync } from "node:fs";
+import v8 from "node:v8";
 import { webcrypto } from "node:crypto";
+
+// Envoy's V8 (proxy-wasm-cpp-host) compiles Wasm with TurboFan only: no Liftoff tier here either.
+v8.setFlagsFromString("--no-liftoff");
 
 const args = process.argv.slice(2);
 let ms = 300, rounds = 7, only = null, trace = false;
