@@ -67,6 +67,10 @@ enum Step {
     RespProp,
     /// increment_metric in the response phase
     RespMetric,
+    /// WASI random_get, 16 bytes (an ID drawn)
+    Random,
+    /// set_map_value_bytes(request headers, "x-session-id-next", 22 bytes)
+    SetNext,
 }
 
 const STEADY: &str = "req_map+time+cluster+rm_cookie+set_sid+metric+resp_map+resp_time";
@@ -86,6 +90,8 @@ fn parse_steps(list: &str) -> Vec<Step> {
             "prop2" => Some(Step::Prop2),
             "resp_prop" => Some(Step::RespProp),
             "resp_metric" => Some(Step::RespMetric),
+            "random" => Some(Step::Random),
+            "set_next" => Some(Step::SetNext),
             _ => None,
         })
         .collect()
@@ -270,6 +276,16 @@ fn run_step(step: Step, response: bool, metric: u32) {
         }
         (Step::RespMetric, true) => {
             black_box(hostcalls::increment_metric(metric, 1).ok());
+        }
+        (Step::Random, false) => {
+            let mut b = [0u8; 16];
+            black_box(getrandom::getrandom(&mut b).ok());
+            black_box(b);
+        }
+        (Step::SetNext, false) => {
+            black_box(
+                hostcalls::set_map_value_bytes(t, "x-session-id-next", Some(&[b'b'; 22])).ok(),
+            );
         }
         (Step::RespMap, true) => {
             black_box(hostcalls::get_map_bytes(MapType::HttpResponseHeaders).ok());
