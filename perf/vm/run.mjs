@@ -17,13 +17,14 @@ import { webcrypto } from "node:crypto";
 v8.setFlagsFromString("--no-liftoff");
 
 const args = process.argv.slice(2);
-let ms = 300, rounds = 7, only = null, trace = false;
+let ms = 300, rounds = 7, only = null, trace = false, seqOnly = false;
 const builds = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === "--ms") ms = Number(args[++i]);
   else if (args[i] === "--rounds") rounds = Number(args[++i]);
   else if (args[i] === "--classes") only = args[++i].split(",");
   else if (args[i] === "--trace") trace = true;
+  else if (args[i] === "--calls-seq") seqOnly = true;
   else {
     const eq = args[i].indexOf("=");
     if (eq < 1) throw new Error(`not name=path.wasm: ${args[i]}`);
@@ -123,6 +124,7 @@ async function load(path) {
     imports[imp.module] ??= {};
     const fn = table[imp.name] ?? (() => 0);
     imports[imp.module][imp.name] = (...a) => {
+      if (st.phase) st.phase.push(st.now);
       if (st.calls) st.calls.push(imp.name === "proxy_get_property" || imp.name.includes("header_map_value") || imp.name === "proxy_set_property"
         ? `${imp.name}(${imp.name === "proxy_set_property" || imp.name === "proxy_get_property" ? str(a[0], a[1]).replace("\0", ".") : `${a[0]},${str(a[1], a[2])}`})` : imp.name);
       return fn(...a);
@@ -140,7 +142,9 @@ async function load(path) {
     st.reqBytes = reqBytes; st.respBytes = respBytes; st.cluster = cluster; st.setCookies = [];
     const id = next++;
     x.proxy_on_context_create(id, 1);
+    st.now = "request";
     x.proxy_on_request_headers(id, 0, 1);
+    st.now = "response";
     x.proxy_on_response_headers(id, 0, 0);
     x.proxy_on_done(id);
     x.proxy_on_log?.(id);
@@ -202,6 +206,34 @@ for (const [name, path] of builds) {
 const reference = loaded.find(([, , c]) => c)?.[2];
 if (!reference) throw new Error("no build minted a cookie");
 for (const l of loaded) l[2] ??= reference;
+
+// A call as perf/hostcall-probe's steps name it (CALLS_SEQ in perf/run.py), or null.
+function step(call, phase) {
+  const steps = {
+    "proxy_get_header_map_pairs": phase === "request" ? "req_map" : "resp_map",
+    "proxy_get_current_time_nanoseconds": phase === "request" ? "time" : "resp_time",
+    "proxy_increment_metric": phase === "request" ? "metric" : "resp_metric",
+    "proxy_set_property(session_guard.session)": "prop",
+    "proxy_set_property(session_guard.decision)": phase === "request" ? "prop2" : "resp_prop",
+    "proxy_remove_header_map_value(0,cookie)": "rm_cookie",
+    "proxy_replace_header_map_value(0,x-session-id)": "set_sid",
+    "proxy_replace_header_map_value(0,x-session-id-next)": "set_next",
+    "proxy_get_property(xds.cluster_name)": "cluster",
+    "random_get": "random",
+  };
+  return steps[call] ?? null;
+}
+
+if (seqOnly) {
+  // The steady request's host calls in the probe's vocabulary, e.g. req_map+time+...; a call
+  // the probe has no step for prints as ?name (the probe would then not match the filter).
+  const [, f, cls] = loaded[0];
+  f.st.calls = [];
+  f.st.phase = [];
+  f.request(...cls.steady);
+  console.log(f.st.calls.map((c, i) => step(c, f.st.phase[i]) ?? `?${c}`).join("+"));
+  process.exit(0);
+}
 const names = Object.keys(reference).filter((c) => !only || only.includes(c));
 const samples = {};
 for (const [name, f, cls] of loaded) for (const c of names) timeClass(f, cls[c]); // warm-up, tier-up
