@@ -24,8 +24,9 @@ impl HeaderMap {
         HeaderMap(serialize_pairs(&pairs))
     }
 
-    /// Every header in order. A name that is not UTF-8 (Envoy never delivers one) is skipped:
-    /// it cannot be any header the filter reads. A malformed map ends early; never panics.
+    /// Every header in order. A name that is not UTF-8 (clients' codecs refuse them; another
+    /// filter could add one) is skipped: it cannot equal any header the filter reads, which
+    /// are all ASCII. A malformed map ends early; never panics.
     pub fn iter(&self) -> Pairs<'_> {
         let bytes = self.0.as_slice();
         let count = u32_at(bytes, 0).unwrap_or(0);

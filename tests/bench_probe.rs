@@ -23,6 +23,34 @@ fn calls_seq_in_run_py(root: &Path) -> String {
         .to_string()
 }
 
+/// The step names perf/hostcall-probe's `parse_steps` knows (it refuses any other name).
+fn probe_steps(root: &Path) -> Vec<String> {
+    let src = std::fs::read_to_string(root.join("perf/hostcall-probe/src/lib.rs")).unwrap();
+    let body = src
+        .split("fn parse_steps(")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}\n").next())
+        .expect("perf/hostcall-probe defines parse_steps");
+    body.lines()
+        .filter_map(|l| l.trim().strip_prefix('"'))
+        .filter_map(|l| l.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn calls_seq_names_only_steps_the_probe_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let known = probe_steps(root);
+    assert!(known.len() >= 10, "probe steps not found: {known:?}");
+    for step in calls_seq_in_run_py(root).split('+') {
+        assert!(
+            known.iter().any(|k| k == step),
+            "CALLS_SEQ step {step} is not a probe step"
+        );
+    }
+}
+
 #[test]
 fn the_floor_probe_makes_exactly_the_filters_steady_host_calls() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

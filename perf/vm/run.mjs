@@ -209,19 +209,27 @@ for (const l of loaded) l[2] ??= reference;
 
 // A call as perf/hostcall-probe's steps name it (CALLS_SEQ in perf/run.py), or null.
 function step(call, phase) {
-  const steps = {
-    "proxy_get_header_map_pairs": phase === "request" ? "req_map" : "resp_map",
-    "proxy_get_current_time_nanoseconds": phase === "request" ? "time" : "resp_time",
-    "proxy_increment_metric": phase === "request" ? "metric" : "resp_metric",
+  // Each probe step runs in one phase only (perf/hostcall-probe's run_step): a call in the
+  // other phase has no step, and prints as ?name.
+  const request = {
+    "proxy_get_header_map_pairs": "req_map",
+    "proxy_get_current_time_nanoseconds": "time",
+    "proxy_increment_metric": "metric",
     "proxy_set_property(session_guard.session)": "prop",
-    "proxy_set_property(session_guard.decision)": phase === "request" ? "prop2" : "resp_prop",
+    "proxy_set_property(session_guard.decision)": "prop2",
     "proxy_remove_header_map_value(0,cookie)": "rm_cookie",
     "proxy_replace_header_map_value(0,x-session-id)": "set_sid",
     "proxy_replace_header_map_value(0,x-session-id-next)": "set_next",
     "proxy_get_property(xds.cluster_name)": "cluster",
     "random_get": "random",
   };
-  return steps[call] ?? null;
+  const response = {
+    "proxy_get_header_map_pairs": "resp_map",
+    "proxy_get_current_time_nanoseconds": "resp_time",
+    "proxy_increment_metric": "resp_metric",
+    "proxy_set_property(session_guard.decision)": "resp_prop",
+  };
+  return (phase === "request" ? request : response)[call] ?? null;
 }
 
 if (seqOnly) {

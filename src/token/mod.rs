@@ -15,9 +15,9 @@
 //! the request's after the signature. Base64 decoding is canonical-only, so every changed
 //! character changes the signed bytes or fails to decode.
 //!
-//! `client` and the `binding`s are MACs keyed with the session's own 128-bit ID: they never
-//! change with a signing-key rotation, mean nothing outside their session, and hold no value
-//! in clear. Version 1 (0.1.0: no scope, client or bindings) still decodes, marked `legacy`,
+//! The `binding`s are MACs keyed with the session's own 128-bit ID, and `client` a hash over
+//! that ID (see [`SessionId::client_fingerprint`]): they never change with a signing-key
+//! rotation, mean nothing outside their session, and hold no value in clear. Version 1 (0.1.0: no scope, client or bindings) still decodes, marked `legacy`,
 //! so that policy can accept it where `cookie.legacy_hosts` says.
 
 use crate::config::{Key, MAX_COOKIE_VALUE_LEN, MAX_SUBJECT_LEN};

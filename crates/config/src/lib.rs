@@ -329,11 +329,11 @@ impl Config {
     pub fn app_cookies_enabled(&self) -> bool {
         !self.app_cookies.names.is_empty()
     }
-    /// Whether a session, named by its log hash, is in `revoke.sessions`.
     /// Whether `revoke.sessions` lists any session.
     pub fn revokes_sessions(&self) -> bool {
         !self.revoke.sessions.is_empty()
     }
+    /// Whether a session, named by its log hash, is in `revoke.sessions`.
     pub fn revoked_session(&self, hash: &[u8; 8]) -> bool {
         self.revoke
             .sessions

@@ -75,9 +75,11 @@ enum Step {
 
 const STEADY: &str = "req_map+time+cluster+rm_cookie+set_sid+metric+resp_map+resp_time";
 
-fn parse_steps(list: &str) -> Vec<Step> {
+/// The steps of `list`; `None` if any name is unknown (the plugin then refuses its
+/// configuration, so a sequence never silently runs fewer calls than it names).
+fn parse_steps(list: &str) -> Option<Vec<Step>> {
     list.split('+')
-        .filter_map(|s| match s {
+        .map(|s| match s {
             "req_map" => Some(Step::ReqMap),
             "time" => Some(Step::Time),
             "cluster" => Some(Step::Cluster),
@@ -129,11 +131,17 @@ impl RootContext for Root {
             "hmac" => Op::Hmac,
             "hmac_prekeyed" => Op::HmacPrekeyed,
             "steady_calls" => {
-                self.steps = Rc::new(parse_steps(STEADY));
+                let Some(steps) = parse_steps(STEADY) else {
+                    return false;
+                };
+                self.steps = Rc::new(steps);
                 Op::Seq
             }
             seq if seq.starts_with("seq=") => {
-                self.steps = Rc::new(parse_steps(seq.trim_start_matches("seq=")));
+                let Some(steps) = parse_steps(seq.trim_start_matches("seq=")) else {
+                    return false;
+                };
+                self.steps = Rc::new(steps);
                 Op::Seq
             }
             _ => Op::None,
