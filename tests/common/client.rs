@@ -60,20 +60,7 @@ pub struct Resp {
 }
 
 impl Resp {
-    /// The first value of `name` as text (lossy), if present.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.header_bytes(name).map(lossy)
-    }
-    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
-        find_all(&self.headers, name).next()
-    }
-    /// Every value of `name`, in order (lossy text).
-    pub fn header_all(&self, name: &str) -> Vec<String> {
-        find_all(&self.headers, name).map(lossy).collect()
-    }
-    pub fn body_str(&self) -> String {
-        lossy(&self.body)
-    }
+    message_accessors!();
 }
 
 #[derive(Clone, Copy, Debug)]

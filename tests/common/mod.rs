@@ -41,6 +41,29 @@
     clippy::indexing_slicing
 )]
 
+/// The header and body accessors of a message a test saw (`headers: Headers`, `body:
+/// Vec<u8>`): requests the upstream recorded, responses the client received. Uses `find_all`
+/// and `lossy`, which the invoking module imports.
+macro_rules! message_accessors {
+    () => {
+        /// The first value of `name` as text (lossy), if present.
+        pub fn header(&self, name: &str) -> Option<String> {
+            self.header_bytes(name).map(lossy)
+        }
+        /// The first value of `name`, exact bytes.
+        pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+            find_all(&self.headers, name).next()
+        }
+        /// Every value of `name`, in order (lossy text).
+        pub fn header_all(&self, name: &str) -> Vec<String> {
+            find_all(&self.headers, name).map(lossy).collect()
+        }
+        pub fn body_str(&self) -> String {
+            lossy(&self.body)
+        }
+    };
+}
+
 pub mod access_log;
 pub mod apps;
 pub mod client;

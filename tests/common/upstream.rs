@@ -40,21 +40,7 @@ impl Recorded {
     pub fn path_str(&self) -> String {
         lossy(&self.path)
     }
-    /// The first value of `name` as text (lossy), if present.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.header_bytes(name).map(lossy)
-    }
-    /// The first value of `name`, exact bytes.
-    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
-        find_all(&self.headers, name).next()
-    }
-    /// Every value of `name`, in order (lossy text).
-    pub fn header_all(&self, name: &str) -> Vec<String> {
-        find_all(&self.headers, name).map(lossy).collect()
-    }
-    pub fn body_str(&self) -> String {
-        lossy(&self.body)
-    }
+    message_accessors!();
 }
 
 /// A scripted upstream response.
