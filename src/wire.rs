@@ -88,14 +88,6 @@ impl<'a> Iterator for Pairs<'a> {
     }
 }
 
-/// The owned headers of a wire map (tests).
-pub fn deserialize_map(bytes: &[u8]) -> Vec<Header> {
-    HeaderMap::from_wire(bytes.to_vec())
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_vec()))
-        .collect()
-}
-
 pub fn serialize_map(headers: &[(&str, String)]) -> Vec<u8> {
     let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
     serialize_pairs(&pairs)
@@ -133,6 +125,14 @@ fn serialize_pairs(headers: &[(&str, &[u8])]) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The owned headers of a wire map.
+    fn deserialize_map(bytes: &[u8]) -> Vec<Header> {
+        HeaderMap::from_wire(bytes.to_vec())
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect()
+    }
 
     #[test]
     fn round_trips_and_keeps_raw_values() {

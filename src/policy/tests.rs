@@ -92,22 +92,22 @@ fn valid_cookie_is_used_and_removed_from_cookie_header() {
     assert_eq!(d.pending.issue, Issue::None);
 }
 
-#[test]
-fn invalid_cookies_are_counted_by_reason_and_replaced() {
-    let c = cfg(r#","cookie":{"max_age_s":100,"idle_timeout_s":50}"#);
+/// One invalid mesh cookie per reason (for `c`: max_age_s 100, idle_timeout_s 50), with the
+/// counter it must move.
+fn invalid_cookie_cases(c: &Config) -> Vec<(&'static str, Vec<String>, &'static str)> {
     let fresh = Session::new(SessionId([9; 16]), NOW, None);
     let old = Session::new(SessionId([9; 16]), NOW - 100, None);
     let idle = Session {
         last_used: NOW - 51,
         ..Session::new(SessionId([9; 16]), NOW - 60, None)
     };
-    let good = cookie_for(&c, &fresh);
+    let good = cookie_for(c, &fresh);
     let other_key = crate::config::Key::new("k1", crate::config::Secret::new(vec![0; 32]));
     let forged = format!(
         "__Host-session={}",
         token::encode(&fresh, "__Host-session", &other_key).unwrap()
     );
-    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+    vec![
         (
             "forged",
             vec![forged],
@@ -115,12 +115,12 @@ fn invalid_cookies_are_counted_by_reason_and_replaced() {
         ),
         (
             "absolute expiry",
-            vec![cookie_for(&c, &old)],
+            vec![cookie_for(c, &old)],
             "session_guard.session.invalid.expired_absolute",
         ),
         (
             "idle expiry",
-            vec![cookie_for(&c, &idle)],
+            vec![cookie_for(c, &idle)],
             "session_guard.session.invalid.expired_idle",
         ),
         (
@@ -148,7 +148,13 @@ fn invalid_cookies_are_counted_by_reason_and_replaced() {
             vec![good.replace("__Host-session", "__host-session")],
             "session_guard.session.invalid.forged",
         ),
-    ];
+    ]
+}
+
+#[test]
+fn invalid_cookies_are_counted_by_reason_and_replaced() {
+    let c = cfg(r#","cookie":{"max_age_s":100,"idle_timeout_s":50}"#);
+    let cases = invalid_cookie_cases(&c);
     for (name, hdrs, counter) in cases {
         let refs: Vec<&[u8]> = hdrs.iter().map(|h| h.as_bytes()).collect();
         let d = decide_request(&c, &view(refs), &mut rng());
@@ -282,17 +288,24 @@ fn issued(c: &Config, r: &ResponseDecision) -> Option<Session> {
     token::decode(v.as_bytes(), b"__Host-session", &c.keys).ok()
 }
 
-#[test]
-fn signals() {
-    let c = cfg("");
-    let rv = |sig: &'static [u8], sub: Option<&'static [u8]>| ResponseView {
+fn signal_view(sig: &'static [u8], sub: Option<&'static [u8]>) -> ResponseView<'static> {
+    ResponseView {
         signals: vec![sig],
         subjects: sub.into_iter().collect(),
         now: NOW,
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn signal_login_commits_exactly_the_forwarded_next_id() {
+    let c = cfg("");
     // login commits exactly the forwarded next id, authenticated.
-    let r = decide_response(&c, &pending(&c, None, true), &rv(b"login", Some(b"alice")));
+    let r = decide_response(
+        &c,
+        &pending(&c, None, true),
+        &signal_view(b"login", Some(b"alice")),
+    );
     let s = issued(&c, &r).unwrap();
     assert_eq!(
         (s.id, s.subject.as_deref()),
@@ -307,12 +320,16 @@ fn signals() {
         r.edits.cache_control.as_deref(),
         Some(&b"private, no-store"[..])
     );
+}
 
+#[test]
+fn signal_login_with_a_bad_subject_still_rotates_unauthenticated() {
+    let c = cfg("");
     // login with a bad subject still rotates, unauthenticated.
     let r = decide_response(
         &c,
         &pending(&c, None, true),
-        &rv(b"LOGIN", Some(b"bad\x01")),
+        &signal_view(b"LOGIN", Some(b"bad\x01")),
     );
     let s = issued(&c, &r).unwrap();
     assert_eq!((s.id, s.subject), (SessionId([7; 16]), None));
@@ -323,9 +340,17 @@ fn signals() {
             "session_guard.rotation.login"
         ]
     );
+}
 
+#[test]
+fn signal_privilege_keeps_the_subject_unless_given_a_new_one() {
+    let c = cfg("");
     // privilege keeps the subject unless given a new one.
-    let r = decide_response(&c, &pending(&c, Some("bob"), true), &rv(b"privilege", None));
+    let r = decide_response(
+        &c,
+        &pending(&c, Some("bob"), true),
+        &signal_view(b"privilege", None),
+    );
     let s = issued(&c, &r).unwrap();
     assert_eq!(
         (s.id, s.subject.as_deref()),
@@ -334,27 +359,43 @@ fn signals() {
     let r = decide_response(
         &c,
         &pending(&c, Some("bob"), true),
-        &rv(b"privilege", Some(b"root")),
+        &signal_view(b"privilege", Some(b"root")),
     );
     assert_eq!(issued(&c, &r).unwrap().subject.as_deref(), Some("root"));
+}
 
+#[test]
+fn signal_logout_expires_the_cookie() {
+    let c = cfg("");
     // logout expires.
-    let r = decide_response(&c, &pending(&c, Some("bob"), true), &rv(b"logout", None));
+    let r = decide_response(
+        &c,
+        &pending(&c, Some("bob"), true),
+        &signal_view(b"logout", None),
+    );
     assert_eq!(
         r.edits.set_cookies,
         SetCookies::Append(set_cookie::expired_mesh_cookie(&c.cookie))
     );
+}
 
+#[test]
+fn signal_from_an_untrusted_cluster_is_ignored_removed_counted() {
+    let c = cfg("");
     // untrusted: ignored, removed, counted.
     let r = decide_response(
         &c,
         &pending(&c, None, false),
-        &rv(b"login", Some(b"mallory")),
+        &signal_view(b"login", Some(b"mallory")),
     );
     assert_eq!(r.edits.set_cookies, SetCookies::Unchanged);
     assert_eq!(r.edits.remove.len(), 2);
     assert_eq!(counters(&r.record), ["session_guard.signal.untrusted"]);
+}
 
+#[test]
+fn signal_with_conflicting_values_fails_closed() {
+    let c = cfg("");
     // conflicting values fail closed.
     let both = ResponseView {
         signals: vec![b"login", b"logout"],
@@ -366,9 +407,13 @@ fn signals() {
         r.edits.set_cookies,
         SetCookies::Append(set_cookie::expired_mesh_cookie(&c.cookie))
     );
+}
 
+#[test]
+fn signal_with_an_unknown_value_changes_nothing() {
+    let c = cfg("");
     // unknown value.
-    let r = decide_response(&c, &pending(&c, None, true), &rv(b"promote", None));
+    let r = decide_response(&c, &pending(&c, None, true), &signal_view(b"promote", None));
     assert_eq!(r.edits.set_cookies, SetCookies::Unchanged);
     assert_eq!(counters(&r.record), ["session_guard.signal.unknown"]);
 }

@@ -31,10 +31,10 @@ fn mesh_cookie_has_host_prefix_attributes() {
     );
 }
 
-#[test]
-fn upstream_cookies_are_blocked_or_hardened() {
-    let names = vec!["jsessionid".to_string(), "__host-session".to_string()];
-    let cases: Vec<(&str, &[u8], Upstream)> = vec![
+/// Upstream `Set-Cookie` values and what hardening makes of them (session names: `jsessionid`
+/// and the mesh cookie's).
+fn upstream_cases() -> Vec<(&'static str, &'static [u8], Upstream)> {
+    vec![
         (
             "mesh name is blocked",
             b"__Host-session=evil; Path=/",
@@ -88,8 +88,13 @@ fn upstream_cookies_are_blocked_or_hardened() {
             b"a=secure; Path=/",
             Upstream::Harden(b"a=secure; Path=/; Secure; SameSite=Lax".to_vec()),
         ),
-    ];
-    for (name, v, want) in cases {
+    ]
+}
+
+#[test]
+fn upstream_cookies_are_blocked_or_hardened() {
+    let names = vec!["jsessionid".to_string(), "__host-session".to_string()];
+    for (name, v, want) in upstream_cases() {
         assert_eq!(harden(v, b"__Host-session", &names, true), want, "{name}");
     }
     assert_eq!(
