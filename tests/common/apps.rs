@@ -41,12 +41,17 @@ impl Framework {
 /// The passwords the apps of tests/apps/ accept.
 pub const VICTIM_LOGIN: &str = "user=victim&password=victim-pass";
 
-/// A port nothing listens on right now (bound, then released for the app to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+/// The first `127.0.0.1:<port>` in what a child printed: how a child that bound port 0 itself
+/// reports the port it got.
+pub fn reported_port(log: &str) -> Option<u16> {
+    const AT: &str = "127.0.0.1:";
+    log.match_indices(AT).find_map(|(i, _)| {
+        let rest = log.get(i + AT.len()..)?;
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest.get(..end)?.parse().ok().filter(|p| *p != 0)
+    })
 }
 
 /// A running framework app. Dropping it kills the process and removes its temp dir.
@@ -66,7 +71,8 @@ impl App {
     /// [`App::start`] with extra environment variables (e.g. `APP_PREFIX`).
     pub async fn start_with_env(framework: Framework, env: &[(&str, &str)]) -> App {
         let root = manifest_dir();
-        let port = free_port();
+        // Each app binds port 0 itself and prints the port it got (see `wait_ready`): a port
+        // picked here and handed over could be taken by another test in between.
         let mut cmd = match framework {
             Framework::Express => {
                 let dir = root.join("tests/apps/express");
@@ -76,13 +82,13 @@ impl App {
                     dir.display()
                 );
                 let mut c = Command::new("node");
-                c.arg(dir.join("app.js")).arg(port.to_string());
+                c.arg(dir.join("app.js")).arg("0");
                 c
             }
             Framework::Php => {
                 let mut c = Command::new("php");
                 c.arg("-S")
-                    .arg(format!("127.0.0.1:{port}"))
+                    .arg("127.0.0.1:0")
                     .arg(root.join("tests/apps/php/app.php"));
                 c
             }
@@ -100,7 +106,7 @@ impl App {
         });
         let mut app = App {
             child,
-            port,
+            port: 0,
             dir,
             framework,
         };
@@ -108,19 +114,30 @@ impl App {
         app
     }
 
+    /// Waits until the app has printed the port it bound (`127.0.0.1:<port>`: Express's own
+    /// line, PHP's "Development Server (http://127.0.0.1:<port>) started") and accepts on it.
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait app") {
-                panic!("the {:?} app exited at startup ({status})", self.framework);
+                panic!(
+                    "the {:?} app exited at startup ({status}); its log:\n{}",
+                    self.framework,
+                    self.log()
+                );
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if self.port == 0 {
+                self.port = reported_port(&self.log()).unwrap_or(0);
+            }
+            if self.port != 0 && TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "the {:?} app did not listen within {STARTUP_TIMEOUT:?}",
-                self.framework
+                "the {:?} app did not report a port and listen within {STARTUP_TIMEOUT:?}; its \
+                 log:\n{}",
+                self.framework,
+                self.log()
             );
             tokio::time::sleep(POLL).await;
         }
@@ -145,8 +162,9 @@ impl App {
 impl Drop for App {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            let test = std::thread::current().name().unwrap_or("?").to_owned();
             eprintln!(
-                "--- {:?} app log tail ---\n{}\n--- end of app log ---",
+                "--- {:?} app log tail of test {test} ---\n{}\n--- end of app log ---",
                 self.framework,
                 tail(&self.log(), 30)
             );

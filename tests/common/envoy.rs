@@ -32,12 +32,23 @@ pub fn wasm_path() -> PathBuf {
     }
 }
 
-/// A port nothing listens on (bound then released), for clusters a test gives no upstream.
+/// A port where nothing listens and nothing ever will while the tests run, for clusters a test
+/// gives no upstream: a TCP socket bound to 127.0.0.1:0 and never put into listening state, held
+/// for the life of the test process. A connection to it is refused at once (RST), and the kernel
+/// hands the port to no one else while it is bound (a port bound and released could be taken by
+/// another test's upstream in between, which would then receive this test's traffic).
 fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    static HELD: std::sync::OnceLock<(std::sync::Mutex<tokio::net::TcpSocket>, u16)> =
+        std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind 127.0.0.1:0");
+        let port = socket.local_addr().expect("local_addr").port();
+        (std::sync::Mutex::new(socket), port)
+    })
+    .1
 }
 
 fn set_port(socket_holder: &mut Value, port: u16) {

@@ -172,8 +172,11 @@ impl Drop for Envoy {
                 // its buffer, so the tail below is complete. Failing tests only.
                 std::thread::sleep(Duration::from_millis(100));
             }
+            // Each test starts its own Envoy: every line below is this test's. libtest names
+            // the test's thread after the test, so the header says which test it belongs to.
+            let test = std::thread::current().name().unwrap_or("?").to_owned();
             eprintln!(
-                "--- Envoy log tail ({}) ---\n{}\n--- end of Envoy log ---",
+                "--- Envoy log tail of test {test} ({}) ---\n{}\n--- end of Envoy log of {test} ---",
                 self.dir.display(),
                 tail(&self.log(), 80)
             );

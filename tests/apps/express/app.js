@@ -4,7 +4,7 @@
 // purpose: whoever planted the session ID before the login is logged in with the victim.
 // session-guard must protect it anyway (tests/app_frameworks.rs, `make run`'s /legacy/).
 //
-//   node app.js [PORT]        (or PORT=...; default 8083), listens on 127.0.0.1
+//   node app.js [PORT]        (or PORT=...; default 8083; 0 = any free port, printed), listens on 127.0.0.1
 //   APP_PREFIX=/legacy        serves the same routes under that prefix (the demo's route)
 //
 // Routes: GET /login-form, POST /login (user=...&password=...), GET /me, POST /logout.
@@ -70,6 +70,7 @@ router.post('/logout', (req, res) => {
 
 app.use(prefix || '/', router);
 
-app.listen(port, '127.0.0.1', () => {
-  console.log(`express app listening on 127.0.0.1:${port}${prefix || ''}`);
+// Port 0 asks the OS for a free port; the line below reports the one bound (the tests read it).
+const server = app.listen(port, '127.0.0.1', () => {
+  console.log(`express app listening on 127.0.0.1:${server.address().port}${prefix || ''}`);
 });
