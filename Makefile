@@ -10,7 +10,7 @@ ENVOY_VERSION := 1.40.0
 export ENVOY_BIN := $(abspath $(ENVOY))
 export SESSION_GUARD_WASM := $(abspath $(WASM))
 
-.PHONY: bench-vm all build test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
+.PHONY: bench-vm all build build-fault chaos test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
 
 all: build
 
@@ -68,10 +68,20 @@ build: wasm-target
 	cp target/wasm32-wasip1/release/session_guard_wasm.wasm $(WASM)
 	@ls -l $(WASM) | awk '{print "built $(WASM) (" $$5 " bytes)"}'
 
+# The test-only module with injected faults (src/filter/fault.rs), in its own target dir so
+# that it never replaces the shipped module: tests/faults.rs and `make chaos` crash it on purpose.
+FAULT_WASM := target/wasm32-wasip1/release/session_guard_fault.wasm
+export SESSION_GUARD_FAULT_WASM := $(abspath $(FAULT_WASM))
+
+build-fault: wasm-target
+	cargo build --release --target wasm32-wasip1 -p session-guard-wasm --features fault-injection --target-dir target/fault
+	@mkdir -p $(dir $(FAULT_WASM))
+	cp target/fault/wasm32-wasip1/release/session_guard_wasm.wasm $(FAULT_WASM)
+
 ## --- tests -----------------------------------------------------------------------------
 
 # The browser test is required here (it may only skip when run outside `make test`).
-test: build deps browser-deps image-deps apps-deps fuzz-smoke
+test: build build-fault deps browser-deps image-deps apps-deps fuzz-smoke
 	SESSION_GUARD_REQUIRE_BROWSER=1 cargo test --profile test-opt -- --test-threads=4
 
 test-unit:

@@ -18,6 +18,9 @@ use crate::wire::HeaderMap;
 use std::borrow::Cow;
 use std::rc::Rc;
 
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The property naming the upstream cluster of the route.
@@ -63,6 +66,8 @@ impl Root {
     /// Reads and checks the configuration; `false` makes Envoy refuse the plugin. `env` reads
     /// the VM's environment (`secret_env`).
     pub fn configure<H: Host>(&mut self, host: &H, env: &dyn Fn(&str) -> Option<String>) -> bool {
+        #[cfg(feature = "fault-injection")]
+        fault::at_start(env);
         let bytes = host.plugin_configuration().unwrap_or_default();
         let cfg = match config::parse(&bytes, env) {
             Ok(cfg) => cfg,
@@ -134,6 +139,8 @@ impl Stream {
             self.fail(host, "read request headers");
             return Flow::Continue;
         };
+        #[cfg(feature = "fault-injection")]
+        fault::at_request(&headers);
         let debug = host.log_enabled(LogLevel::Debug);
         let view = request_view(&cfg, &headers, debug, host.now_s());
         let mut rng = || random_id(host);

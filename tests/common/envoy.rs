@@ -102,6 +102,7 @@ pub struct EnvoyBuilder {
     log_level: String,
     component_log_level: String,
     edits: Vec<Edit>,
+    wasm: Option<PathBuf>,
 }
 
 impl EnvoyBuilder {
@@ -125,6 +126,7 @@ impl EnvoyBuilder {
             log_level: "warning".to_owned(),
             component_log_level: "wasm:debug".to_owned(),
             edits: Vec::new(),
+            wasm: None,
         }
     }
 
@@ -175,6 +177,12 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Runs another module than [`wasm_path`] (e.g. the fault-injection build).
+    pub fn wasm(mut self, path: PathBuf) -> Self {
+        self.wasm = Some(path);
+        self
+    }
+
     /// Keeps the shipped ports (for `--mode validate`, which binds nothing).
     pub fn keep_ports(mut self) -> Self {
         self.substitute_ports = false;
@@ -189,7 +197,7 @@ impl EnvoyBuilder {
 
     /// The bootstrap with every substitution applied.
     pub fn render(self) -> Value {
-        let wasm = wasm_path();
+        let wasm = self.wasm.clone().unwrap_or_else(wasm_path);
         let mut root = self.config;
         let source = self.source.display().to_string();
         if self.substitute_ports {
@@ -338,7 +346,7 @@ impl EnvoyBuilder {
             "no Envoy at {} (set ENVOY_BIN or run `make deps`)",
             bin.display()
         );
-        let wasm = wasm_path();
+        let wasm = self.wasm.clone().unwrap_or_else(wasm_path);
         assert!(
             wasm.exists(),
             "no filter at {} (set SESSION_GUARD_WASM or run `make build`)",

@@ -118,7 +118,7 @@ fn find_all<'a>(headers: &'a Headers, name: &str) -> impl Iterator<Item = &'a [u
         .map(|(_, v)| v.as_slice())
 }
 
-fn lossy(bytes: &[u8]) -> String {
+pub fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -146,7 +146,7 @@ async fn within<F: Future>(limit: Duration, f: F) -> Result<F::Output, String> {
         .map_err(|_| format!("no answer within {limit:?}"))
 }
 
-fn manifest_dir() -> PathBuf {
+pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
