@@ -85,7 +85,11 @@ async fn crash_then_attack(policy: Option<&'static str>) -> Outcome {
     assert!(!unprotected(&app.last().expect("forwarded")));
 
     let n = app.count();
-    let crash = send(envoy.port(), Req::get("/boom").header("x-session-guard-fault", "panic")).await;
+    let crash = send(
+        envoy.port(),
+        Req::get("/boom").header("x-session-guard-fault", "panic"),
+    )
+    .await;
     let crashed = Instant::now();
     let mut o = Outcome {
         crash_status: crash.status,
@@ -100,7 +104,11 @@ async fn crash_then_attack(policy: Option<&'static str>) -> Outcome {
         let resp = send(envoy.port(), attack()).await;
         match reached(&app, n).map(|r| unprotected(&r)) {
             None => {
-                assert!(resp.status >= 500, "{policy:?}: {} without the app", resp.status);
+                assert!(
+                    resp.status >= 500,
+                    "{policy:?}: {} without the app",
+                    resp.status
+                );
                 o.refused += 1;
             }
             Some(true) => o.unprotected += 1,
@@ -171,7 +179,11 @@ async fn the_shipped_module_has_no_fault_injection() {
     let app = Upstream::start().await;
     let envoy = sidecar(&app, wasm_path(), None).start().await;
     for _ in 0..2 {
-        let resp = send(envoy.port(), Req::get("/x").header("x-session-guard-fault", "panic")).await;
+        let resp = send(
+            envoy.port(),
+            Req::get("/x").header("x-session-guard-fault", "panic"),
+        )
+        .await;
         assert_eq!(resp.status, 200);
     }
     let resp = send(envoy.port(), attack()).await;
