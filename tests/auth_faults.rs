@@ -4,6 +4,9 @@
 //! never rides on the pre-login ID, and the pre-login ID never becomes authenticated.
 //! (`make chaos` runs the same faults at volume; this is the small scale kept in `make test`.)
 
+// Test code throughout: clippy.toml's allow-*-in-tests cover it.
+#![cfg(test)]
+
 mod common;
 
 use std::time::Duration;

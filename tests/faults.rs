@@ -7,6 +7,9 @@
 //! fails closed; Istio manifests: `FAIL_RELOAD`) no request ever reaches the app unprotected:
 //! a session ID in its URL or a spoofed `x-session-id` never gets through.
 
+// Test code throughout: clippy.toml's allow-*-in-tests cover it.
+#![cfg(test)]
+
 mod common;
 
 use std::path::PathBuf;

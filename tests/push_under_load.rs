@@ -6,6 +6,9 @@
 //! another ID than the client's session). Only the victim's session may end, and it must.
 //! (`make chaos` holds the same for 60 s at volume; this is the small scale kept in `make test`.)
 
+// Test code throughout: clippy.toml's allow-*-in-tests cover it.
+#![cfg(test)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
