@@ -214,6 +214,24 @@ async fn envoy_gateway_shape_runs_the_filter_on_the_targeted_route_only() {
     // The other route again: still untouched, and its requests were never counted.
     the_other_route_is_unguarded(&eg).await;
     assert_eq!(eg.envoy.counter("session_guard.session.minted").await, 1);
+    the_module_reports_its_version(&eg).await;
+}
+
+/// Which build a proxy runs: the log line at VM start and `session_guard.build.<version>`
+/// (the Cargo.toml version, which `make release` and the image tag read too).
+async fn the_module_reports_its_version(eg: &Eg) {
+    let version = env!("CARGO_PKG_VERSION");
+    eg.envoy
+        .wait_log(&format!("session-guard {version} VM started"))
+        .await;
+    let started = eg
+        .envoy
+        .counter(&format!("session_guard.build.{version}"))
+        .await;
+    assert!(started >= 1, "session_guard.build.{version} = {started}");
+    let prom = eg.envoy.prometheus().await;
+    let name = format!("session_guard_build_{}", version.replace(['.', '-'], "_"));
+    assert!(prom.contains(&name), "{name} not exported");
 }
 
 /// The policy carries the gateway WasmPlugin's configuration (only the trusted cluster is EG's),
