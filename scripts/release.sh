@@ -39,10 +39,19 @@ hex="${digest#sha256:}"
 
 # SBOM: the crates linked into the module (crates/wasm and its dependencies, for the wasm
 # target, without build-time and dev dependencies).
+# cargo-cyclonedx writes one file beside every workspace member's Cargo.toml: keep the
+# module's (crates/wasm), remove the others. SOURCE_DATE_EPOCH fixes its timestamp.
 if [ "${RELEASE_SBOM:-1}" != 0 ]; then
-  cargo cyclonedx --manifest-path crates/wasm/Cargo.toml --format json --spec-version 1.5 \
-    --target wasm32-wasip1 --no-build-deps --override-filename session-guard.cdx >/dev/null
-  mv crates/wasm/session-guard.cdx.json "$dist/session-guard.cdx.json"
+  sbom=session-guard.cdx
+  SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-0}" cargo cyclonedx --manifest-path crates/wasm/Cargo.toml \
+    --format json --spec-version 1.5 --target wasm32-wasip1 --no-build-deps \
+    --override-filename "$sbom" -q
+  mv crates/wasm/$sbom.json "$dist/session-guard.cdx.json"
+  cargo metadata --no-deps --format-version 1 |
+    python3 -c 'import json,os,sys; [print(os.path.dirname(p["manifest_path"])) for p in json.load(sys.stdin)["packages"]]' |
+    while read -r d; do rm -f "$d/$sbom.json"; done
+  grep -q '"name":"session-guard"' <(tr -d ' \n' <"$dist/session-guard.cdx.json") ||
+    die "the SBOM does not list the session-guard crate"
 fi
 
 # Manifests: every applied file; the module's reference pinned by digest.
