@@ -155,3 +155,66 @@ async fn a_wasmplugin_on_istio_1_26_to_1_29_rotates_keys_and_revokes() {
     );
     rotation_and_revocation_under(plugin, names).await;
 }
+
+/// JSON merge patch (RFC 7386), as `kubectl patch --type merge` applies it.
+fn merge(target: &mut Json, patch: &Json) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Json::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+/// `scripts/revoke --kind trafficextension` patches a TrafficExtension where it keeps its
+/// configuration (spec.wasm.pluginConfig), and istiod's resource then carries the revocation.
+#[test]
+fn scripts_revoke_patches_a_trafficextension_under_spec_wasm() {
+    let te = yaml_docs(&repo().join(GATEWAY_EXTENSION)).remove(0);
+    let mut current = to_json(&te);
+    current["metadata"]["resourceVersion"] = json!("5");
+    let tmp = TempDir::new("revoke-te");
+    let file = tmp.path().join("te.json");
+    std::fs::write(&file, current.to_string()).unwrap();
+    let hash = "0123456789abcdef";
+    let out = run_script(
+        "scripts/revoke",
+        &[
+            std::path::Path::new("--kind"),
+            std::path::Path::new("trafficextension"),
+            std::path::Path::new("--session"),
+            std::path::Path::new(hash),
+            std::path::Path::new("--current-from"),
+            &file,
+        ],
+        &[],
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("kubectl ") && l.contains(" patch trafficextension "))
+        .unwrap_or_else(|| panic!("no kubectl patch line:\n{out}"));
+    let body = line.rsplit_once(" -p '").unwrap().1.trim_end_matches('\'');
+    let patch: Json = serde_json::from_str(body).unwrap();
+    assert_eq!(patch["metadata"]["resourceVersion"], "5");
+    merge(&mut current, &patch);
+    assert!(current["spec"].get("pluginConfig").is_none(), "{current}");
+    assert_eq!(
+        current["spec"]["wasm"]["pluginConfig"]["revoke"]["sessions"],
+        json!([hash])
+    );
+    let patched = trafficextension_as_wasmplugin(&to_yaml(&current));
+    let ec = istiod_extension_config(&patched, &trafficextension_names(&te));
+    let value = ec["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap();
+    assert!(
+        value.contains(&format!(r#""revoke":{{"sessions":["{hash}"]}}"#)),
+        "{value}"
+    );
+}
