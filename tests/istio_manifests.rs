@@ -336,9 +336,7 @@ fn promql_name_regex_subset() {
 
 /// Each TrafficExtension (Istio 1.30+) is its WasmPlugin counterpart (1.27-1.29) in the new
 /// layout: the same targeting, phase and, under `spec.wasm`, the same module, configuration,
-/// keys and fail behaviour, so choosing by release changes nothing else. The Gateway API and
-/// waypoint ones target by `targetRefs` only (a waypoint: a Service, SERVER traffic), and their
-/// keys come from istio/gateway-api-options.yaml.
+/// keys and fail behaviour, so choosing by release changes nothing else.
 #[test]
 fn trafficextensions_mirror_their_wasmplugins() {
     const FLAT: [&str; 7] = [
@@ -382,6 +380,13 @@ fn trafficextensions_mirror_their_wasmplugins() {
             "{te_file}"
         );
     }
+}
+
+/// The Gateway API and waypoint manifests target by `targetRefs` only (a waypoint: a Service,
+/// SERVER traffic), and istio/gateway-api-options.yaml gives their generated Deployments the
+/// keys they read.
+#[test]
+fn gateway_api_and_waypoint_manifests_target_by_reference() {
     let waypoint = yaml_docs(&repo().join("istio/trafficextension-waypoint.yaml")).remove(0);
     assert_eq!(
         waypoint["spec"]["targetRefs"][0]["kind"].as_str(),

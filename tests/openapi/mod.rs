@@ -243,56 +243,16 @@ fn object_checks(schema: &Json, map: &serde_json::Map<String, Json>, path: &str,
 
 /// The CEL rules the shipped manifests meet, evaluated; `None` for any other rule.
 fn cel(rule: &str, v: &Json) -> Option<bool> {
+    let rule = rule.trim();
+    istio_cel(rule, v)
+        .or_else(|| envoy_gateway_cel(rule, v))
+        .or_else(|| envoy_proxy_cel(rule, v))
+}
+
+fn istio_cel(rule: &str, v: &Json) -> Option<bool> {
     let has = |k: &str| v.get(k).is_some();
     let s = v.as_str().unwrap_or_default();
-    const GW: &str = "gateway.networking.k8s.io";
-    const ROUTE_KINDS: [&str; 7] = [
-        "Gateway",
-        "ListenerSet",
-        "HTTPRoute",
-        "GRPCRoute",
-        "UDPRoute",
-        "TCPRoute",
-        "TLSRoute",
-    ];
-    let refs = v["targetRefs"].as_array().cloned().unwrap_or_default();
-    let kind_ok = |r: &Json| ROUTE_KINDS.iter().any(|k| r["kind"] == *k);
-    Some(match rule.trim() {
-        // Envoy Gateway policies: what they may target.
-        "(has(self.targetRef) && !has(self.targetRefs)) || (!has(self.targetRef) && has(self.targetRefs)) || (has(self.targetSelectors) && self.targetSelectors.size() > 0)" => {
-            has("targetRef") != has("targetRefs")
-                || v["targetSelectors"].as_array().is_some_and(|a| !a.is_empty())
-        }
-        "has(self.targetRef) ? self.targetRef.group == 'gateway.networking.k8s.io' : true" => {
-            !has("targetRef") || v["targetRef"]["group"] == GW
-        }
-        "has(self.targetRef) ? self.targetRef.kind in ['Gateway', 'ListenerSet', 'HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute'] : true" => {
-            !has("targetRef") || kind_ok(&v["targetRef"])
-        }
-        "has(self.targetRefs) ? self.targetRefs.all(ref, ref.group == 'gateway.networking.k8s.io') : true" => {
-            refs.iter().all(|r| r["group"] == GW)
-        }
-        "has(self.targetRefs) ? self.targetRefs.all(ref, ref.kind in ['Gateway', 'ListenerSet', 'HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute']) : true" => {
-            refs.iter().all(kind_ok)
-        }
-        r if r.starts_with("!has(self.mergeType) || ") && !has("mergeType") => true,
-        // EnvoyProxy: one of before/after; image or repository; deployment or daemonset.
-        "(has(self.before) || has(self.after))" => has("before") || has("after"),
-        "(has(self.before) && !has(self.after)) || (!has(self.before) && has(self.after))" => {
-            has("before") != has("after")
-        }
-        "!has(self.image) || !has(self.imageRepository)" => {
-            !(has("image") && has("imageRepository"))
-        }
-        "((has(self.envoyDeployment) && !has(self.envoyDaemonSet)) || (!has(self.envoyDeployment) && has(self.envoyDaemonSet))) || (!has(self.envoyDeployment) && !has(self.envoyDaemonSet))" => {
-            !(has("envoyDeployment") && has("envoyDaemonSet"))
-        }
-        "((has(self.envoyHpa) && !has(self.envoyDaemonSet)) || (!has(self.envoyHpa) && has(self.envoyDaemonSet))) || (!has(self.envoyHpa) && !has(self.envoyDaemonSet))" => {
-            !(has("envoyHpa") && has("envoyDaemonSet"))
-        }
-        "!(has(self.mergeGateways) && self.mergeGateways && has(self.mergeBackends))" => {
-            !(v["mergeGateways"] == true && has("mergeBackends"))
-        }
+    Some(match rule {
         // Istio: selector or targetRefs; wasm or lua; env values; label matchers; references.
         "(has(self.selector) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1" => {
             !(has("selector") && has("targetRefs"))
@@ -323,6 +283,43 @@ fn cel(rule: &str, v: &Json) -> Option<bool> {
                 .any(|p| s.starts_with(p))
                 || !s.contains("://")
         }
+        _ => return None,
+    })
+}
+
+fn envoy_gateway_cel(rule: &str, v: &Json) -> Option<bool> {
+    let has = |k: &str| v.get(k).is_some();
+    const GW: &str = "gateway.networking.k8s.io";
+    const ROUTE_KINDS: [&str; 7] = [
+        "Gateway",
+        "ListenerSet",
+        "HTTPRoute",
+        "GRPCRoute",
+        "UDPRoute",
+        "TCPRoute",
+        "TLSRoute",
+    ];
+    let refs = v["targetRefs"].as_array().cloned().unwrap_or_default();
+    let kind_ok = |r: &Json| ROUTE_KINDS.iter().any(|k| r["kind"] == *k);
+    Some(match rule {
+        // Envoy Gateway policies: what they may target.
+        "(has(self.targetRef) && !has(self.targetRefs)) || (!has(self.targetRef) && has(self.targetRefs)) || (has(self.targetSelectors) && self.targetSelectors.size() > 0)" => {
+            has("targetRef") != has("targetRefs")
+                || v["targetSelectors"].as_array().is_some_and(|a| !a.is_empty())
+        }
+        "has(self.targetRef) ? self.targetRef.group == 'gateway.networking.k8s.io' : true" => {
+            !has("targetRef") || v["targetRef"]["group"] == GW
+        }
+        "has(self.targetRef) ? self.targetRef.kind in ['Gateway', 'ListenerSet', 'HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute'] : true" => {
+            !has("targetRef") || kind_ok(&v["targetRef"])
+        }
+        "has(self.targetRefs) ? self.targetRefs.all(ref, ref.group == 'gateway.networking.k8s.io') : true" => {
+            refs.iter().all(|r| r["group"] == GW)
+        }
+        "has(self.targetRefs) ? self.targetRefs.all(ref, ref.kind in ['Gateway', 'ListenerSet', 'HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute']) : true" => {
+            refs.iter().all(kind_ok)
+        }
+        r if r.starts_with("!has(self.mergeType) || ") && !has("mergeType") => true,
         // Envoy Gateway: the code source's type names the field that is set.
         "self.type == 'HTTP' ? has(self.http) : !has(self.http)" => {
             (v["type"] == "HTTP") == has("http")
@@ -332,6 +329,30 @@ fn cel(rule: &str, v: &Json) -> Option<bool> {
         }
         "self.type == 'ConfigMap' ? has(self.configMap) : !has(self.configMap)" => {
             (v["type"] == "ConfigMap") == has("configMap")
+        }
+        _ => return None,
+    })
+}
+
+fn envoy_proxy_cel(rule: &str, v: &Json) -> Option<bool> {
+    let has = |k: &str| v.get(k).is_some();
+    Some(match rule {
+        // EnvoyProxy: one of before/after; image or repository; deployment or daemonset.
+        "(has(self.before) || has(self.after))" => has("before") || has("after"),
+        "(has(self.before) && !has(self.after)) || (!has(self.before) && has(self.after))" => {
+            has("before") != has("after")
+        }
+        "!has(self.image) || !has(self.imageRepository)" => {
+            !(has("image") && has("imageRepository"))
+        }
+        "((has(self.envoyDeployment) && !has(self.envoyDaemonSet)) || (!has(self.envoyDeployment) && has(self.envoyDaemonSet))) || (!has(self.envoyDeployment) && !has(self.envoyDaemonSet))" => {
+            !(has("envoyDeployment") && has("envoyDaemonSet"))
+        }
+        "((has(self.envoyHpa) && !has(self.envoyDaemonSet)) || (!has(self.envoyHpa) && has(self.envoyDaemonSet))) || (!has(self.envoyHpa) && !has(self.envoyDaemonSet))" => {
+            !(has("envoyHpa") && has("envoyDaemonSet"))
+        }
+        "!(has(self.mergeGateways) && self.mergeGateways && has(self.mergeBackends))" => {
+            !(v["mergeGateways"] == true && has("mergeBackends"))
         }
         _ => return None,
     })
