@@ -10,7 +10,7 @@ ENVOY_VERSION := 1.40.0
 export ENVOY_BIN := $(abspath $(ENVOY))
 export SESSION_GUARD_WASM := $(abspath $(WASM))
 
-.PHONY: bench-vm all build build-fault chaos test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
+.PHONY: release sbom-deps bench-vm all build build-fault chaos test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
 
 all: build
 
@@ -116,6 +116,16 @@ run: build deps apps-deps
 
 image: build image-deps
 	@scripts/image.sh
+
+# dist/: the module, SHA256SUMS, the CycloneDX SBOM, the OCI image archive, the manifests with
+# the image pinned by digest, release notes (scripts/release.sh; docs/release.md).
+CYCLONEDX_VERSION := 0.5.9
+
+sbom-deps:
+	@cargo cyclonedx --version >/dev/null 2>&1 || cargo install --locked cargo-cyclonedx@$(CYCLONEDX_VERSION)
+
+release: build image-deps sbom-deps
+	@scripts/release.sh
 
 ## --- robustness and speed --------------------------------------------------------------
 

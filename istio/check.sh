@@ -2,7 +2,7 @@
 # Static checks of the Istio deliverables: every istio/*.yaml parses (multi-document), the
 # WasmPlugins carry the same filter configuration shape, dashboard.json is JSON, and, when
 # promtool is installed (Debian package `prometheus`), alerts.yaml passes `promtool check
-# rules` and the unit tests in alerts-test.yaml.
+# rules` and the unit tests in tests/alerts-test.yaml.
 set -euo pipefail
 cd "$(dirname "$0")"
 py=python3
@@ -15,7 +15,7 @@ trap 'rm -rf "$tmp"' EXIT
 import glob, json, sys, yaml
 tmp = sys.argv[1]
 docs = {}
-for f in sorted(glob.glob("*.yaml")):
+for f in sorted(glob.glob("*.yaml") + glob.glob("patches/*.yaml")):
     with open(f) as fh:
         docs[f] = [d for d in yaml.safe_load_all(fh) if d is not None]
     print(f"ok  {f}: {[d.get('kind', '(no kind)') for d in docs[f]]}")
@@ -36,7 +36,7 @@ for spec in (gw, sc):
 shape = lambda c: {k: sorted(v) if isinstance(v, dict) else None for k, v in c.items()}
 assert shape(gw["pluginConfig"]) == shape(sc["pluginConfig"]), "config shapes differ"
 for patch in ("gateway-patch.yaml", "sidecar-patch.yaml"):
-    (c,) = [c for c in docs[patch][0]["spec"]["template"]["spec"]["containers"] if c["name"] == "istio-proxy"]
+    (c,) = [c for c in docs["patches/" + patch][0]["spec"]["template"]["spec"]["containers"] if c["name"] == "istio-proxy"]
     names = {e["name"] for e in c["env"]}
     assert wanted <= names, f"{patch} lacks {wanted - names}"
 rule = docs["alerts.yaml"][0]
@@ -77,7 +77,7 @@ PY
 if command -v promtool >/dev/null; then
   "$py" -c 'import sys, yaml; yaml.safe_dump({"groups": yaml.safe_load(open("alerts.yaml"))["spec"]["groups"]}, open(sys.argv[1], "w"))' "$tmp/full.yaml"
   promtool check rules "$tmp/full.yaml"
-  cp alerts-test.yaml "$tmp/"
+  cp tests/alerts-test.yaml "$tmp/"
   promtool test rules "$tmp/alerts-test.yaml"
   promtool check rules "$tmp/dash-rules.yaml"
   promtool test rules "$tmp/dash-test.yaml"

@@ -19,6 +19,14 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _: usize) -> bool {
+        // Which build runs: a log line and the counter session_guard.build.<version>.
+        log::info!(concat!(
+            "session-guard ",
+            env!("CARGO_PKG_VERSION"),
+            " VM started"
+        ));
+        let _ = host::define_counter(concat!("session_guard.build.", env!("CARGO_PKG_VERSION")))
+            .map(|id| host::increment(id, 1));
         true
     }
 

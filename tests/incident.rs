@@ -577,11 +577,15 @@ fn envoy_format(file: &str) -> String {
 
 #[test]
 fn istio_telemetry_and_both_envoy_configs_log_the_same_line() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("istio/telemetry.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
+    // The mesh config's provider (install-time) and the Telemetry resource (applied).
+    let docs: Vec<serde_yaml::Value> =
+        ["istio/patches/mesh-access-log.yaml", "istio/telemetry.yaml"]
+            .iter()
+            .map(|f| {
+                let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+                serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+            })
+            .collect();
     let provider = &docs[0]["spec"]["meshConfig"]["extensionProviders"][0];
     let name = provider["name"].as_str().unwrap();
     let istio = provider["envoyFileAccessLog"]["logFormat"]["text"]

@@ -14,7 +14,7 @@
 //!    filter istiod generates, reading a file (a `DiscoveryResponse`) instead of ADS. Updates
 //!    are atomic renames in the watched directory; each is followed by polling Envoy's ECDS
 //!    counters, never by sleeping. The signing keys come from Envoy's process environment, as
-//!    `gateway-patch.yaml` and the Secret put them there.
+//!    `istio/patches/gateway-patch.yaml` and the Secret put them there.
 //!
 //! Naming: istiod's names depend on the Istio version ([`istiod_names`]); the tests use those of
 //! Istio 1.30+ ([`ISTIO_MINOR`]). Nothing in the WasmPlugin is substituted: instead the

@@ -137,11 +137,20 @@ fn istio_manifests_parse_and_agree() {
 
 /// Every YAML file (all its documents) and the dashboard parse; the expected kinds are there.
 fn every_file_parses() -> BTreeMap<String, Vec<Yaml>> {
-    let dir = repo().join("istio");
     let mut docs: BTreeMap<String, Vec<Yaml>> = BTreeMap::new();
-    for entry in std::fs::read_dir(&dir).expect("read istio/") {
+    let entries = ["istio", "istio/patches", "istio/tests"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(repo().join(d)).expect("read istio/"));
+    for entry in entries {
         let path = entry.expect("dir entry").path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            continue;
+        }
+        let name = path
+            .strip_prefix(repo())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         match path.extension().and_then(|e| e.to_str()) {
             Some("yaml" | "yml") => {
                 let d = yaml_docs(&path);
@@ -172,10 +181,13 @@ fn every_file_parses() -> BTreeMap<String, Vec<Yaml>> {
         })
         .collect();
     for expected in [
-        ("wasmplugin-gateway.yaml", "WasmPlugin"),
-        ("wasmplugin-sidecar.yaml", "WasmPlugin"),
-        ("secret.yaml", "Secret"),
-        ("alerts.yaml", "PrometheusRule"),
+        ("istio/wasmplugin-gateway.yaml", "WasmPlugin"),
+        ("istio/wasmplugin-sidecar.yaml", "WasmPlugin"),
+        ("istio/trafficextension-gateway.yaml", "TrafficExtension"),
+        ("istio/trafficextension-sidecar.yaml", "TrafficExtension"),
+        ("istio/trafficextension-waypoint.yaml", "TrafficExtension"),
+        ("istio/secret.yaml", "Secret"),
+        ("istio/alerts.yaml", "PrometheusRule"),
     ] {
         assert!(kinds.contains(&expected), "{expected:?} missing: {kinds:?}");
     }
@@ -186,7 +198,7 @@ fn every_file_parses() -> BTreeMap<String, Vec<Yaml>> {
 
 /// WasmPlugins: every secret_env is a HOST variable; fail closed; AUTHN; same config shape.
 fn wasmplugins_agree_with_their_patches_and_the_secret(docs: &BTreeMap<String, Vec<Yaml>>) {
-    let secret = &docs["secret.yaml"][0];
+    let secret = &docs["istio/secret.yaml"][0];
     let secret_keys: BTreeSet<&str> = secret["stringData"]
         .as_mapping()
         .expect("secret stringData")
@@ -195,8 +207,8 @@ fn wasmplugins_agree_with_their_patches_and_the_secret(docs: &BTreeMap<String, V
         .collect();
     let mut shapes = Vec::new();
     for (file, patch) in [
-        (GATEWAY_PLUGIN, "gateway-patch.yaml"),
-        (SIDECAR_PLUGIN, "sidecar-patch.yaml"),
+        (GATEWAY_PLUGIN, "istio/patches/gateway-patch.yaml"),
+        (SIDECAR_PLUGIN, "istio/patches/sidecar-patch.yaml"),
     ] {
         let p = wasmplugin(file);
         let wanted = secret_envs_are_host_variables(file, &p);
@@ -320,4 +332,98 @@ fn promql_name_regex_subset() {
         ),
         BTreeSet::from(["session_guard_url_stripped".to_owned()])
     );
+}
+
+/// Each TrafficExtension (Istio 1.30+) is its WasmPlugin counterpart (1.27-1.29) in the new
+/// layout: the same targeting, phase and, under `spec.wasm`, the same module, configuration,
+/// keys and fail behaviour, so choosing by release changes nothing else.
+#[test]
+fn trafficextensions_mirror_their_wasmplugins() {
+    const FLAT: [&str; 7] = [
+        "url",
+        "imagePullPolicy",
+        "pluginName",
+        "type",
+        "failStrategy",
+        "pluginConfig",
+        "vmConfig",
+    ];
+    for variant in ["gateway", "sidecar", "gateway-api", "waypoint"] {
+        let te_file = format!("istio/trafficextension-{variant}.yaml");
+        let te = yaml_docs(&repo().join(&te_file)).remove(0);
+        let wp = wasmplugin(&format!("istio/wasmplugin-{variant}.yaml"));
+        assert_eq!(te["kind"].as_str(), Some("TrafficExtension"));
+        assert_eq!(te["metadata"], wp["metadata"], "{te_file}");
+        let (t, w) = (&te["spec"], &wp["spec"]);
+        for key in ["selector", "targetRefs", "match", "phase", "priority"] {
+            assert_eq!(t[key], w[key], "{te_file}: spec.{key}");
+        }
+        for key in FLAT {
+            assert_eq!(t["wasm"][key], w[key], "{te_file}: spec.wasm.{key}");
+        }
+        assert_eq!(t["wasm"]["failStrategy"].as_str(), Some("FAIL_RELOAD"));
+        // istiod builds the same filter from both; only the names differ.
+        let mut from_te = istiod_extension_config(
+            &trafficextension_as_wasmplugin(&te),
+            &trafficextension_names(&te),
+        );
+        let mut from_wp = istiod_extension_config(&wp, &names_of(&wp, ISTIO_MINOR));
+        for ec in [&mut from_te, &mut from_wp] {
+            ec["typed_config"]["config"]["name"] = Json::Null;
+            ec["name"] = Json::Null;
+        }
+        assert_eq!(from_te, from_wp, "{te_file}");
+        secret_envs_are_host_variables(&te_file, &wp);
+        assert_eq!(
+            config_shape(&t["wasm"]["pluginConfig"]),
+            config_shape(&wasmplugin(GATEWAY_PLUGIN)["spec"]["pluginConfig"]),
+            "{te_file}"
+        );
+    }
+}
+
+/// The Gateway API and waypoint manifests target by `targetRefs` only (a waypoint: a Service,
+/// SERVER traffic), and istio/gateway-api-options.yaml gives their generated Deployments the
+/// keys they read.
+#[test]
+fn gateway_api_and_waypoint_manifests_target_by_reference() {
+    let waypoint = yaml_docs(&repo().join("istio/trafficextension-waypoint.yaml")).remove(0);
+    assert_eq!(
+        waypoint["spec"]["targetRefs"][0]["kind"].as_str(),
+        Some("Service")
+    );
+    assert_eq!(
+        waypoint["spec"]["match"][0]["mode"].as_str(),
+        Some("SERVER")
+    );
+    assert!(waypoint["spec"]["selector"].is_null());
+    let gw_api = yaml_docs(&repo().join("istio/trafficextension-gateway-api.yaml")).remove(0);
+    assert_eq!(
+        gw_api["spec"]["targetRefs"][0]["kind"].as_str(),
+        Some("Gateway")
+    );
+    // The generated Deployments get the keys through the ConfigMap's `deployment` patch.
+    let options = yaml_docs(&repo().join("istio/gateway-api-options.yaml")).remove(0);
+    let patch: Yaml = serde_yaml::from_str(str_at(&options, &["data", "deployment"])).unwrap();
+    let proxy = &patch["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(proxy["name"].as_str(), Some("istio-proxy"));
+    let env: BTreeSet<&str> = proxy["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| str_at(e, &["name"]))
+        .collect();
+    let waypoint_plugin = wasmplugin("istio/wasmplugin-waypoint.yaml");
+    let wanted = secret_envs_are_host_variables("waypoint", &waypoint_plugin);
+    assert_eq!(env, wanted);
+    for (name, e) in ["SESSION_GUARD_KEY_K2", "SESSION_GUARD_KEY_K1"]
+        .iter()
+        .zip(proxy["env"].as_sequence().unwrap())
+    {
+        assert_eq!(e["name"].as_str(), Some(*name));
+        assert_eq!(
+            e["valueFrom"]["secretKeyRef"]["name"].as_str(),
+            Some("session-guard-keys")
+        );
+    }
 }

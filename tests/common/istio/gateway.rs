@@ -100,7 +100,7 @@ pub fn secret_for(id: &str) -> String {
     b64(&raw.as_bytes()[..32])
 }
 
-/// Envoy's environment as gateway-patch.yaml + the Secret give it: every HOST variable of
+/// Envoy's environment as istio/patches/gateway-patch.yaml + the Secret give it: every HOST variable of
 /// `vmConfig.env`, holding the secret of the key whose `secret_env` names it.
 pub fn host_env(plugin: &Yaml) -> Vec<(String, String)> {
     let keys = plugin["spec"]["pluginConfig"]["keys"]

@@ -30,6 +30,7 @@ use super::unique_dir;
 pub const ISTIO_MINOR: u32 = 30;
 
 pub const GATEWAY_PLUGIN: &str = "istio/wasmplugin-gateway.yaml";
+pub const GATEWAY_EXTENSION: &str = "istio/trafficextension-gateway.yaml";
 pub const SIDECAR_PLUGIN: &str = "istio/wasmplugin-sidecar.yaml";
 
 pub const TYPED_EXTENSION_CONFIG: &str =
@@ -153,6 +154,41 @@ pub fn istiod_names(namespace: &str, name: &str, istio_minor: u32) -> IstioNames
     }
 }
 
+/// The names istiod (1.30+) gives a TrafficExtension of its own: no translation marker.
+pub fn trafficextension_names(te: &Yaml) -> IstioNames {
+    let plugin = format!(
+        "{}.{}",
+        str_at(te, &["metadata", "namespace"]),
+        str_at(te, &["metadata", "name"])
+    );
+    IstioNames {
+        resource: format!("extensions.istio.io/trafficextension/{plugin}"),
+        plugin,
+    }
+}
+
+/// A TrafficExtension in the WasmPlugin layout: `spec.wasm.*` moved up into `spec`. istiod 1.30
+/// builds both through one path (it translates every WasmPlugin into a TrafficExtension, and
+/// `spec.wasm` has the WasmPlugin's fields: istio/api `extensions/v1alpha1`), so this is what
+/// [`istiod_extension_config`] and the gateway helpers read.
+pub fn trafficextension_as_wasmplugin(te: &Yaml) -> Yaml {
+    assert_eq!(te["kind"].as_str(), Some("TrafficExtension"), "{te:?}");
+    let mut p = te.clone();
+    p["kind"] = Yaml::from("WasmPlugin");
+    let spec = p["spec"].as_mapping_mut().expect("spec");
+    let wasm = spec
+        .remove("wasm")
+        .expect("a Wasm TrafficExtension")
+        .as_mapping()
+        .cloned()
+        .expect("spec.wasm");
+    for (k, v) in wasm {
+        assert!(!spec.contains_key(&k), "{k:?} both in spec and spec.wasm");
+        spec.insert(k, v);
+    }
+    p
+}
+
 pub fn names_of(plugin: &Yaml, istio_minor: u32) -> IstioNames {
     istiod_names(
         str_at(plugin, &["metadata", "namespace"]),
@@ -187,15 +223,15 @@ pub fn protojson_compact(v: &Json) -> String {
 }
 
 /// The ECDS resource (an `envoy.config.core.v3.TypedExtensionConfig`) istiod sends for an HTTP
-/// WasmPlugin to a proxy of Istio >= 1.25. Mapping (istio `buildPluginConfig`, `buildVMConfig`,
+/// WasmPlugin (or, flattened by [`trafficextension_as_wasmplugin`], a TrafficExtension) to a
+/// proxy of Istio >= 1.26 (the oldest release supported). Mapping (istio `buildPluginConfig`, `buildVMConfig`,
 /// `buildDataSource`):
 /// - `metadata.namespace` + `metadata.name` -> resource name and `config.name` ([`istiod_names`])
 /// - `pluginName` -> `config.root_id`
 /// - `pluginConfig` -> `config.configuration`: a `google.protobuf.StringValue` holding it as
 ///   compact JSON (absent when `pluginConfig` is empty)
 /// - `failStrategy` -> `config.failure_policy`: FAIL_CLOSE (the default) -> FAIL_CLOSED,
-///   FAIL_OPEN -> FAIL_OPEN, FAIL_RELOAD -> FAIL_RELOAD (proxies older than 1.25 get only the
-///   deprecated `fail_open: <strategy == FAIL_OPEN>`)
+///   FAIL_OPEN -> FAIL_OPEN, FAIL_RELOAD -> FAIL_RELOAD (a value of Istio 1.27+)
 /// - `url` -> `vm_config.code.remote.http_uri.uri` (timeout 30s, cluster `_`), `sha256` ->
 ///   `remote.sha256`; `file://` URLs -> `code.local.filename`
 /// - `vm_config.runtime` is always `envoy.wasm.runtime.v8`; no `vm_id`
@@ -304,7 +340,7 @@ fn vm_code(plugin: &Yaml) -> Json {
     }
 }
 
-/// `failStrategy` as Envoy's `failure_policy` (proxies of Istio >= 1.25).
+/// `failStrategy` as Envoy's `failure_policy` (proxies of Istio >= 1.26).
 fn failure_policy(spec: &Yaml) -> &'static str {
     match spec["failStrategy"].as_str().unwrap_or("FAIL_CLOSE") {
         "FAIL_CLOSE" => "FAIL_CLOSED",
