@@ -24,6 +24,7 @@ reaching an upstream unprotected), not timings, which on a shared machine are no
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -168,7 +169,7 @@ def table_crash(cr: dict) -> None:
         healed = f"; protected again {r['healed_after_s']:.1f} s after the last crash" \
             if r["healed_after_s"] is not None else "; never protected again"
         row("c", f"{p}: attacks after the crash", f"{a['refused']} refused, {a['protected']} "
-            f"protected, {a['unprotected']} UNPROTECTED{healed}",
+            f"protected, {a['unprotected']} unprotected{healed}",
             "0 unprotected" if p != "FAIL_OPEN" else "(why never)",
             p == "FAIL_OPEN" or a["unprotected"] == 0)
         row("c", f"{p}: attacks in the last second", f"{last['refused']} refused, "
@@ -209,13 +210,31 @@ def print_table() -> bool:
     return all(r[4] for r in ROWS)
 
 
+def kill_children() -> None:
+    """Stops what this driver started and may still run when it is interrupted (wrk, whose -d
+    outlasts an interrupted phase): its own child processes, by pid."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == me:
+            try:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def main() -> int:
     c.install_cleanup()
+    atexit.register(kill_children)  # at exit, whatever is left (normally nothing)
     limit = ce.env_int("CHAOS_MAX_SECONDS", 1800)
 
     def overtime(_signum, _frame):
         c.log(f"chaos: stopped after CHAOS_MAX_SECONDS={limit}")
         c.stop_all()
+        kill_children()
         os._exit(2)
 
     signal.signal(signal.SIGALRM, overtime)

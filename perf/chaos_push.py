@@ -133,7 +133,8 @@ def run(upstream: dict[str, int]) -> dict:
     delay_ms = max(1, round(conns * 1000 / rate))
     wrk = threading.Thread(target=lambda: res.update(c.run_wrk(
         port, "/", duration=seconds, connections=conns, threads=threads,
-        script=c.PERF / "wrk" / "chaos.lua", script_args=[str(delay_ms), str(sess_file), str(threads)])))
+        script=c.PERF / "wrk" / "chaos.lua", script_args=[str(delay_ms), str(sess_file), str(threads)])),
+        daemon=True)  # an interrupted run does not wait for it: kill_children stops wrk
     probes: list[tuple[float, bool, int]] = []
     stop = threading.Event()
 
@@ -146,7 +147,7 @@ def run(upstream: dict[str, int]) -> dict:
                 probes.append((time.monotonic(), False, 0))
             stop.wait(0.1)
 
-    prober = threading.Thread(target=probe_victim)
+    prober = threading.Thread(target=probe_victim, daemon=True)
     wrk.start()
     prober.start()
     pushes, t_written, t_applied = [], None, None
