@@ -15,7 +15,7 @@ Phases (CHAOS_PHASES, default `a,b,c,d`):
 
 Knobs: CHAOS_SECONDS (phase a, 60), CHAOS_RATE (a, 1000 req/s), CHAOS_SESSIONS (a, 64),
 CHAOS_LOGINS (b, 300 per fault), CHAOS_FAULT_SECONDS (c, 6), CHAOS_REQUESTS (d, 300000: about
-3 minutes here; the figure in docs/operations.md is CHAOS_REQUESTS=1000000, about 11 minutes),
+3 minutes here; the figure in docs/operations.md is CHAOS_REQUESTS=1000000, about 10 minutes),
 CHAOS_MAX_SECONDS (the whole run is stopped after this, 1800).
 
 Prints one table (also in .run/chaos/result.json). Exit status 1 if any row misses its
