@@ -148,6 +148,11 @@ perf-probes: wasm-target
 soak: build deps bench-deps
 	$(VENV)/bin/python3 perf/soak.py
 
+# Load during ECDS pushes, auth upstream faults, VM crashes under each failure_policy, memory
+# over CHAOS_REQUESTS sessions; bounded (~5 min), loopback only; not in `make test`. perf/README.md.
+chaos: build build-fault deps bench-deps
+	$(VENV)/bin/python3 perf/chaos.py
+
 # Takes 4 to 5 minutes; BENCH_HOSTCALLS=1 prices single host calls instead. Then bench-vm.
 bench: build deps bench-deps perf-probes
 	$(VENV)/bin/python3 perf/run.py

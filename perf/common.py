@@ -91,6 +91,12 @@ class Envoy:
             ENVOY_BIN, "-c", str(config), "--concurrency", str(concurrency),
             "--disable-hot-restart", "-l", log_level, "--log-path", str(self.log_path),
         ]
+        # admin_port 0: the config's admin binds port 0 and Envoy writes the address it got to
+        # a file (no port picked by us and handed on: nothing else can take it in between).
+        self.admin_file = config.with_suffix(".admin")
+        if admin_port == 0:
+            self.admin_file.unlink(missing_ok=True)
+            cmd += ["--admin-address-path", str(self.admin_file)]
         full_env = dict(os.environ)
         full_env.update(env or {})
         # Same session as the driver (no setsid): it shares the driver's scheduler autogroup,
@@ -110,6 +116,12 @@ class Envoy:
                 raise SystemExit(f"{self.name}: Envoy exited ({self.proc.returncode}); log "
                                  f"{self.log_path}:\n{tail(self.log_path)}\n"
                                  f"{tail(self.config.with_suffix('.out'))}")
+            if self.admin_port == 0:
+                try:
+                    self.admin_port = int(self.admin_file.read_text().strip().rsplit(":", 1)[1])
+                except (OSError, ValueError, IndexError):
+                    time.sleep(0.1)
+                    continue
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1) as r:
                     if r.status == 200:
@@ -122,6 +134,13 @@ class Envoy:
     def admin(self, path: str) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
             return r.read().decode()
+
+    def listener_ports(self) -> dict[str, int]:
+        """Listener name -> the port it is bound to (listeners configured with port 0)."""
+        out = {}
+        for ls in json.loads(self.admin("/listeners?format=json"))["listener_statuses"]:
+            out[ls["name"]] = ls["local_address"]["socket_address"]["port_value"]
+        return out
 
     def stats(self, contains: str | None = None) -> dict[str, int]:
         """Counters and gauges (histograms skipped) from admin /stats, optionally filtered."""
