@@ -62,7 +62,7 @@ node-deps:
 
 ## --- build -----------------------------------------------------------------------------
 
-# crates/wasm links the session-guard crate into the module (see its Cargo.toml for why).
+# crates/wasm: the Proxy-Wasm glue around the session-guard core (see its Cargo.toml for why a crate).
 build: wasm-target
 	cargo build --release --target wasm32-wasip1 -p session-guard-wasm
 	cp target/wasm32-wasip1/release/session_guard_wasm.wasm $(WASM)
