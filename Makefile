@@ -10,7 +10,7 @@ ENVOY_VERSION := 1.40.0
 export ENVOY_BIN := $(abspath $(ENVOY))
 export SESSION_GUARD_WASM := $(abspath $(WASM))
 
-.PHONY: bench-vm all build test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
+.PHONY: bench-vm all build build-native test-native test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
 
 all: build
 
@@ -68,11 +68,27 @@ build: wasm-target
 	cp target/wasm32-wasip1/release/session_guard_wasm.wasm $(WASM)
 	@ls -l $(WASM) | awk '{print "built $(WASM) (" $$5 " bytes)"}'
 
+# The Envoy dynamic module (docs/native.md): the same filter, loaded with
+# envoy.filters.http.dynamic_modules. Built with unwinding (profile release-native).
+NATIVE := target/release/libsession_guard.so
+export SESSION_GUARD_NATIVE := $(abspath $(NATIVE))
+
+build-native:
+	cargo build --profile release-native -p session-guard-native
+	@mkdir -p $(dir $(NATIVE))
+	cp target/release-native/libsession_guard_native.so $(NATIVE)
+	@ls -l $(NATIVE) | awk '{print "built $(NATIVE) (" $$5 " bytes)"}'
+
 ## --- tests -----------------------------------------------------------------------------
 
 # The browser test is required here (it may only skip when run outside `make test`).
-test: build deps browser-deps image-deps apps-deps fuzz-smoke
+test: build build-native deps browser-deps image-deps apps-deps fuzz-smoke
 	SESSION_GUARD_REQUIRE_BROWSER=1 cargo test --profile test-opt -- --test-threads=4
+
+# The whole end-to-end suite once more, against the native build (docs/native.md): every
+# shipped Wasm filter is rewritten into the dynamic-module filter with the same JSON.
+test-native: build build-native deps browser-deps apps-deps
+	SESSION_GUARD_BUILD=native cargo test --profile test-opt --test '*' -- --test-threads=4
 
 test-unit:
 	cargo test --profile test-opt --lib
@@ -96,6 +112,7 @@ lint: wasm-target
 	cargo fmt --check
 	cargo clippy --target wasm32-wasip1 -p session-guard -p session-guard-config -p session-guard-wasm -- -D warnings
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy -p session-guard-native -- -D warnings
 
 ## --- demo ------------------------------------------------------------------------------
 

@@ -32,6 +32,84 @@ pub fn wasm_path() -> PathBuf {
     }
 }
 
+/// Which build the end-to-end suite runs: `SESSION_GUARD_BUILD=native` runs every test against
+/// the Envoy dynamic module (`make test-native`), anything else against the .wasm.
+pub fn native() -> bool {
+    std::env::var("SESSION_GUARD_BUILD").as_deref() == Ok("native")
+}
+
+/// `SESSION_GUARD_NATIVE` (made absolute), else the `make build-native` output.
+pub fn native_path() -> PathBuf {
+    let p = std::env::var_os("SESSION_GUARD_NATIVE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir().join("target/release/libsession_guard.so"));
+    if p.is_absolute() {
+        p
+    } else {
+        manifest_dir().join(p)
+    }
+}
+
+/// The native build's form of a shipped bootstrap: every `envoy.filters.http.wasm` filter
+/// becomes the `envoy.filters.http.dynamic_modules` filter with the same JSON (what
+/// envoy/sidecar-native.yaml ships), and access logs read the filter state without Wasm's
+/// `wasm.` prefix. Structural, except the access-log format strings.
+pub fn to_native(root: &mut Value) {
+    if let Some(sr) = root.get_mut("static_resources") {
+        for listener in seq_mut(sr, "listeners") {
+            for chain in seq_mut(listener, "filter_chains") {
+                for filter in seq_mut(chain, "filters") {
+                    let Some(hcm) = filter.get_mut("typed_config") else {
+                        continue;
+                    };
+                    for http_filter in seq_mut(hcm, "http_filters") {
+                        wasm_to_dynamic_module(http_filter);
+                    }
+                }
+            }
+        }
+    }
+    rename_filter_state(root);
+}
+
+fn wasm_to_dynamic_module(http_filter: &mut Value) {
+    if http_filter.get("name").and_then(Value::as_str) != Some("envoy.filters.http.wasm") {
+        return;
+    }
+    let json = http_filter["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let native = format!(
+        r#"
+name: envoy.filters.http.dynamic_modules
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+  dynamic_module_config: {{ name: session_guard }}
+  filter_name: session_guard
+  filter_config:
+    "@type": type.googleapis.com/google.protobuf.StringValue
+    value: {}
+"#,
+        serde_json::to_string(&json).expect("json string")
+    );
+    *http_filter = serde_yaml::from_str(&native).expect("dynamic module filter");
+}
+
+fn rename_filter_state(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains("FILTER_STATE(wasm.session_guard.") => {
+            *s = s.replace(
+                "FILTER_STATE(wasm.session_guard.",
+                "FILTER_STATE(session_guard.",
+            );
+        }
+        Value::Sequence(seq) => seq.iter_mut().for_each(rename_filter_state),
+        Value::Mapping(m) => m.iter_mut().for_each(|(_, v)| rename_filter_state(v)),
+        _ => {}
+    }
+}
+
 /// A port nothing listens on (bound then released), for clusters a test gives no upstream.
 fn dead_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -68,6 +146,31 @@ fn wasm_plugin_configs(root: &mut Value) -> Vec<&mut Value> {
                             .get_mut("typed_config")
                             .and_then(|t| t.get_mut("config")),
                     ) {
+                        out.push(config);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every session-guard `envoy.filters.http.dynamic_modules` filter's `typed_config`.
+fn dynamic_module_configs(root: &mut Value) -> Vec<&mut Value> {
+    let mut out = Vec::new();
+    let Some(static_resources) = root.get_mut("static_resources") else {
+        return out;
+    };
+    for listener in seq_mut(static_resources, "listeners") {
+        for chain in seq_mut(listener, "filter_chains") {
+            for filter in seq_mut(chain, "filters") {
+                let Some(hcm) = filter.get_mut("typed_config") else {
+                    continue;
+                };
+                for http_filter in seq_mut(hcm, "http_filters") {
+                    let is_module = http_filter.get("name").and_then(Value::as_str)
+                        == Some("envoy.filters.http.dynamic_modules");
+                    if let (true, Some(config)) = (is_module, http_filter.get_mut("typed_config")) {
                         out.push(config);
                     }
                 }
@@ -219,10 +322,16 @@ impl EnvoyBuilder {
                 "{source} has no cluster named {unused:?}"
             );
         }
+        for module in dynamic_module_configs(&mut root) {
+            if let Some(json) = &self.filter_config {
+                module["filter_config"]["value"] = Value::from(json.as_str());
+            }
+        }
+        let native_config = !dynamic_module_configs(&mut root).is_empty();
         let plugins = wasm_plugin_configs(&mut root);
         assert!(
-            !plugins.is_empty(),
-            "{source}: no envoy.filters.http.wasm filter"
+            !plugins.is_empty() || native_config,
+            "{source}: no envoy.filters.http.wasm or dynamic_modules filter"
         );
         for plugin in plugins {
             plugin["vm_config"]["code"]["local"]["filename"] =
@@ -233,6 +342,9 @@ impl EnvoyBuilder {
         }
         for edit in self.edits {
             edit(&mut root);
+        }
+        if native() {
+            to_native(&mut root);
         }
         root
     }
@@ -314,8 +426,12 @@ impl EnvoyBuilder {
     /// Renders the config into `dir/envoy.yaml`; returns the path and the environment.
     fn write_config(self, dir: &Path) -> (PathBuf, BTreeMap<String, Option<String>>) {
         let path = dir.join("envoy.yaml");
-        let env = self.env.clone();
+        let mut env = self.env.clone();
         let yaml = serde_yaml::to_string(&self.render()).expect("serialize envoy config");
+        if yaml.contains("envoy.filters.http.dynamic_modules") {
+            let search = native_path().parent().map(|d| d.display().to_string());
+            env.insert("ENVOY_DYNAMIC_MODULES_SEARCH_PATH".to_owned(), search);
+        }
         std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         (path, env)
     }
@@ -327,16 +443,23 @@ impl EnvoyBuilder {
             "no Envoy at {} (set ENVOY_BIN or run `make deps`)",
             bin.display()
         );
-        let wasm = wasm_path();
+        let (filter, hint) = if native() {
+            (
+                native_path(),
+                "set SESSION_GUARD_NATIVE or run `make build-native`",
+            )
+        } else {
+            (wasm_path(), "set SESSION_GUARD_WASM or run `make build`")
+        };
         assert!(
-            wasm.exists(),
-            "no filter at {} (set SESSION_GUARD_WASM or run `make build`)",
-            wasm.display()
+            filter.exists(),
+            "no filter at {} ({hint})",
+            filter.display()
         );
         let dir = unique_dir("envoy");
         let concurrency = self.concurrency;
         let log_level = self.log_level.clone();
-        let component = self.component_log_level.clone();
+        let component = component_log_level(&self.component_log_level);
         let (config, env) = self.write_config(&dir);
         let log_path = dir.join("envoy.log");
         let stderr = std::fs::File::create(dir.join("stderr.log")).expect("create stderr.log");
@@ -372,6 +495,15 @@ impl EnvoyBuilder {
             admin_port: 0,
             listeners: BTreeMap::new(),
         }
+    }
+}
+
+/// The filter logs under `wasm` in the Wasm build and `dynamic_modules` in the native one.
+fn component_log_level(spec: &str) -> String {
+    if native() {
+        spec.replace("wasm:", "dynamic_modules:")
+    } else {
+        spec.to_owned()
     }
 }
 

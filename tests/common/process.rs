@@ -86,13 +86,14 @@ impl Envoy {
     }
 
     /// A counter by name: exact, or the filter's own under `wasmcustom.` (so
-    /// `counter("session_guard.session.minted")` reads `wasmcustom.session_guard.session.minted`).
-    /// 0 when absent.
+    /// `counter("session_guard.session.minted")` reads `wasmcustom.session_guard.session.minted`),
+    /// or `dynamicmodulescustom.` for the native build. 0 when absent.
     pub async fn counter(&self, name: &str) -> u64 {
         let counters = self.counters().await;
         counters
             .get(name)
             .or_else(|| counters.get(&format!("wasmcustom.{name}")))
+            .or_else(|| counters.get(&format!("dynamicmodulescustom.{name}")))
             .copied()
             .unwrap_or(0)
     }
