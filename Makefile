@@ -85,11 +85,6 @@ build-native:
 test: build build-native deps browser-deps image-deps apps-deps fuzz-smoke
 	SESSION_GUARD_REQUIRE_BROWSER=1 cargo test --profile test-opt -- --test-threads=4
 
-# The whole end-to-end suite once more, against the native build (docs/native.md): every
-# shipped Wasm filter is rewritten into the dynamic-module filter with the same JSON.
-test-native: build build-native deps browser-deps apps-deps
-	SESSION_GUARD_BUILD=native cargo test --profile test-opt --test '*' -- --test-threads=4
-
 test-unit:
 	cargo test --profile test-opt --lib
 
@@ -107,6 +102,14 @@ $(COMPAT_VENVS)/%/.installed:
 
 test-compat: build $(COMPAT_VERSIONS:%=$(COMPAT_VENVS)/%/.installed)
 	COMPAT_VENVS=$(COMPAT_VENVS) COMPAT_VERSIONS="$(COMPAT_VERSIONS)" scripts/test-compat.sh
+
+# The whole end-to-end suite once more, against the native build (docs/native.md): every
+# shipped Wasm filter is rewritten into the dynamic-module filter with the same JSON. Then
+# the version floor: Envoy 1.39 (the test-compat wheel) must refuse the module.
+test-native: build build-native deps browser-deps apps-deps $(COMPAT_VENVS)/1.39.3/.installed
+	SESSION_GUARD_BUILD=native cargo test --profile test-opt --test '*' -- --test-threads=4
+	SESSION_GUARD_OLD_ENVOY=$(abspath $(COMPAT_VENVS)/1.39.3/bin/envoy) \
+	  cargo test --profile test-opt --test native -- --ignored
 
 lint: wasm-target
 	cargo fmt --check

@@ -104,3 +104,29 @@ async fn sidecar_native_refuses_to_start_without_its_key() {
         tail(&log, 30)
     );
 }
+
+/// Envoy only warns when a module's ABI version differs from its own; the module refuses an
+/// Envoy older than 1.40 itself, so the listener is refused with a clear line, never run on a
+/// mismatched ABI. Needs Envoy 1.39 (`SESSION_GUARD_OLD_ENVOY`, default the `make
+/// test-compat` wheel): `make test-native` installs it and runs this test.
+#[tokio::test]
+#[ignore = "needs Envoy 1.39: make test-native runs it"]
+async fn envoy_1_39_refuses_the_module_with_a_clear_line() {
+    let old = std::env::var_os("SESSION_GUARD_OLD_ENVOY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-compat/1.39.3/bin/envoy")
+        });
+    assert!(old.exists(), "no Envoy 1.39 at {}", old.display());
+    let (code, log) = EnvoyBuilder::shipped(SHIPPED)
+        .envoy_bin(old)
+        .log_level("info")
+        .start_expect_failure()
+        .await;
+    assert_ne!(code, Some(0), "{}", tail(&log, 20));
+    assert!(
+        log.contains("session_guard: this module needs Envoy 1.40 or later"),
+        "{}",
+        tail(&log, 30)
+    );
+}

@@ -194,6 +194,8 @@ pub struct EnvoyBuilder {
     log_level: String,
     component_log_level: String,
     edits: Vec<Edit>,
+    /// Another Envoy than [`envoy_bin`] (a version test).
+    bin: Option<PathBuf>,
 }
 
 impl EnvoyBuilder {
@@ -217,6 +219,7 @@ impl EnvoyBuilder {
             log_level: "warning".to_owned(),
             component_log_level: "wasm:debug".to_owned(),
             edits: Vec::new(),
+            bin: None,
         }
     }
 
@@ -274,6 +277,12 @@ impl EnvoyBuilder {
     }
 
     /// Any further structural change to the bootstrap, applied after the substitutions.
+    /// Runs this Envoy binary instead of [`envoy_bin`].
+    pub fn envoy_bin(mut self, bin: PathBuf) -> Self {
+        self.bin = Some(bin);
+        self
+    }
+
     pub fn edit(mut self, f: impl FnOnce(&mut Value) + 'static) -> Self {
         self.edits.push(Box::new(f));
         self
@@ -437,7 +446,7 @@ impl EnvoyBuilder {
     }
 
     async fn spawn(self) -> Envoy {
-        let bin = envoy_bin();
+        let bin = self.bin.clone().unwrap_or_else(envoy_bin);
         assert!(
             bin.exists(),
             "no Envoy at {} (set ENVOY_BIN or run `make deps`)",

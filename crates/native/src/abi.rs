@@ -12,6 +12,18 @@ use std::ffi::c_void;
 /// Envoy 1.40). Envoy compares it at load time: equal is "matched"; another one only warns.
 pub const ABI_VERSION: &[u8] = b"v0.2.0\0";
 
+/// A callback Envoy 1.40 added to the ABI (1.39, ABI v0.1.0, lacks it). Envoy only warns when
+/// a module's ABI version differs from its own, so the module checks the floor itself: without
+/// this symbol in the process it refuses to load (`envoy_dynamic_module_on_program_init`).
+pub const ENVOY_1_40_SYMBOL: &[u8] =
+    b"envoy_dynamic_module_callback_http_filter_get_generic_secret\0";
+
+extern "C" {
+    /// glibc's `dlsym`; a null handle is `RTLD_DEFAULT` (the process's global symbols, where
+    /// Envoy exports its callbacks).
+    pub fn dlsym(handle: *mut c_void, symbol: *const std::ffi::c_char) -> *mut c_void;
+}
+
 /// `envoy_dynamic_module_type_envoy_buffer` / `_module_buffer`: bytes owned by one side.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

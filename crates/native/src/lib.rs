@@ -59,9 +59,23 @@ fn install_panic_hook() {
     }));
 }
 
+/// Loads on Envoy 1.40 and later only: an older Envoy (whose ABI lacks 1.40's callbacks, and
+/// whose enums may number differently) gets null, and refuses the module with an error
+/// instead of running it on a mismatched ABI.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
     guard((), install_panic_hook);
+    // SAFETY: a NUL-terminated name; dlsym only looks it up.
+    let floor = unsafe { abi::dlsym(std::ptr::null_mut(), abi::ENVOY_1_40_SYMBOL.as_ptr().cast()) };
+    if floor.is_null() {
+        host::log(
+            LogLevel::Error,
+            format_args!(
+                "session_guard: this module needs Envoy 1.40 or later (dynamic-module ABI v0.2.0); refusing to load"
+            ),
+        );
+        return std::ptr::null();
+    }
     abi::ABI_VERSION.as_ptr().cast()
 }
 
