@@ -149,8 +149,8 @@ soak: build deps bench-deps
 	$(VENV)/bin/python3 perf/soak.py
 
 # Takes 4 to 5 minutes; BENCH_HOSTCALLS=1 prices single host calls instead. Then bench-vm.
-bench: build deps bench-deps perf-probes
-	$(VENV)/bin/python3 perf/run.py
+bench: build build-native deps bench-deps perf-probes
+	BENCH_NATIVE=$${BENCH_NATIVE-$(abspath $(NATIVE))} $(VENV)/bin/python3 perf/run.py
 	@$(MAKE) --no-print-directory bench-vm
 
 # The filter's own computation per request in V8 without Envoy (Node, perf/vm/run.mjs):

@@ -9,12 +9,7 @@ use std::collections::BTreeMap;
 const NAME: &str = "__Host-session";
 
 async fn snapshot(envoy: &Envoy) -> BTreeMap<String, u64> {
-    envoy
-        .counters()
-        .await
-        .into_iter()
-        .filter_map(|(k, v)| k.strip_prefix("wasmcustom.").map(|k| (k.to_string(), v)))
-        .collect()
+    envoy.filter_counters().await
 }
 
 fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {

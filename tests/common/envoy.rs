@@ -507,13 +507,21 @@ impl EnvoyBuilder {
     }
 }
 
-/// The filter logs under `wasm` in the Wasm build and `dynamic_modules` in the native one.
+/// The filter logs under `wasm` in the Wasm build and `dynamic_modules` in the native one: the
+/// native build gets both (the Istio tests deliver the Wasm build over ECDS in either mode).
 fn component_log_level(spec: &str) -> String {
-    if native() {
-        spec.replace("wasm:", "dynamic_modules:")
-    } else {
-        spec.to_owned()
+    if !native() {
+        return spec.to_owned();
     }
+    let native: Vec<String> = spec
+        .split(',')
+        .filter_map(|c| c.strip_prefix("wasm:"))
+        .map(|level| format!("dynamic_modules:{level}"))
+        .collect();
+    std::iter::once(spec.to_owned())
+        .chain(native)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn apply_env(cmd: &mut Command, env: &BTreeMap<String, Option<String>>) {

@@ -144,6 +144,9 @@ extern "C" {
         value: Buffer,
     ) -> bool;
 
+    /// Makes Envoy pick the route again (after a request header edit, as the Wasm host does).
+    pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: FilterEnvoyPtr);
+
     pub fn envoy_dynamic_module_callback_http_send_response(
         filter: FilterEnvoyPtr,
         status: u32,

@@ -157,14 +157,27 @@ impl StreamHost {
 
     fn set(&self, map: Map, name: &str, value: Buffer) -> Result<(), HostError> {
         // SAFETY: the buffers outlive the call; Envoy copies them.
-        ok(unsafe {
+        let done = unsafe {
             abi::envoy_dynamic_module_callback_http_set_header(
                 self.envoy,
                 header_type(map),
                 Buffer::of(name.as_bytes()),
                 value,
             )
-        })
+        };
+        self.edited(map, done)
+    }
+
+    /// After a request header edit, Envoy routes the request again: a stripped `:path`
+    /// (`/auth;jsessionid=x/login` -> `/auth/login`) goes where its clean form is routed, and
+    /// the routed cluster read for `signal.trusted_clusters` is the new route's. The Wasm host
+    /// does this on every request header edit; the dynamic-module ABI leaves it to the module.
+    fn edited(&self, map: Map, done: bool) -> Result<(), HostError> {
+        if done && map == Map::Request {
+            // SAFETY: the filter pointer is valid during the callback.
+            unsafe { abi::envoy_dynamic_module_callback_http_clear_route_cache(self.envoy) }
+        }
+        ok(done)
     }
 }
 
@@ -199,14 +212,15 @@ impl Host for StreamHost {
 
     fn add_header(&self, map: Map, name: &str, value: &[u8]) -> Result<(), HostError> {
         // SAFETY: the buffers outlive the call; Envoy copies them.
-        ok(unsafe {
+        let done = unsafe {
             abi::envoy_dynamic_module_callback_http_add_header(
                 self.envoy,
                 header_type(map),
                 Buffer::of(name.as_bytes()),
                 Buffer::of(value),
             )
-        })
+        };
+        self.edited(map, done)
     }
 
     fn remove_header(&self, map: Map, name: &str) -> Result<(), HostError> {
