@@ -62,10 +62,11 @@ node-deps:
 
 ## --- build -----------------------------------------------------------------------------
 
-# crates/wasm: the Proxy-Wasm glue around the session-guard core (see its Cargo.toml for why a crate).
+# crates/wasm/module (an empty cdylib at "z") links crates/wasm (the Proxy-Wasm glue) and the
+# core into the module; see their Cargo.toml files for why.
 build: wasm-target
-	cargo build --release --target wasm32-wasip1 -p session-guard-wasm
-	cp target/wasm32-wasip1/release/session_guard_wasm.wasm $(WASM)
+	cargo build --release --target wasm32-wasip1 -p session-guard-wasm-module
+	cp target/wasm32-wasip1/release/session_guard_wasm_module.wasm $(WASM)
 	@ls -l $(WASM) | awk '{print "built $(WASM) (" $$5 " bytes)"}'
 
 # The Envoy dynamic module (docs/native.md): the same filter, loaded with
@@ -113,7 +114,7 @@ test-native: build build-native deps browser-deps apps-deps $(COMPAT_VENVS)/1.39
 
 lint: wasm-target
 	cargo fmt --check
-	cargo clippy --target wasm32-wasip1 -p session-guard -p session-guard-config -p session-guard-wasm -- -D warnings
+	cargo clippy --target wasm32-wasip1 -p session-guard -p session-guard-config -p session-guard-wasm -p session-guard-wasm-module -- -D warnings
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy -p session-guard-native -- -D warnings
 
