@@ -10,7 +10,7 @@ ENVOY_VERSION := 1.40.0
 export ENVOY_BIN := $(abspath $(ENVOY))
 export SESSION_GUARD_WASM := $(abspath $(WASM))
 
-.PHONY: release sbom-deps bench-vm all build build-fault chaos test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
+.PHONY: release sbom-deps bench-vm all build build-fault build-native test-native chaos test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
 
 all: build
 
@@ -62,10 +62,11 @@ node-deps:
 
 ## --- build -----------------------------------------------------------------------------
 
-# crates/wasm links the session-guard crate into the module (see its Cargo.toml for why).
+# crates/wasm/module (an empty cdylib at "z") links crates/wasm (the Proxy-Wasm glue) and the
+# core into the module; see their Cargo.toml files for why.
 build: wasm-target
-	cargo build --release --target wasm32-wasip1 -p session-guard-wasm
-	cp target/wasm32-wasip1/release/session_guard_wasm.wasm $(WASM)
+	cargo build --release --target wasm32-wasip1 -p session-guard-wasm-module
+	cp target/wasm32-wasip1/release/session_guard_wasm_module.wasm $(WASM)
 	@ls -l $(WASM) | awk '{print "built $(WASM) (" $$5 " bytes)"}'
 
 # The test-only module with injected faults (src/filter/fault.rs), in its own target dir so
@@ -74,14 +75,25 @@ FAULT_WASM := target/wasm32-wasip1/release/session_guard_fault.wasm
 export SESSION_GUARD_FAULT_WASM := $(abspath $(FAULT_WASM))
 
 build-fault: wasm-target
-	cargo build --release --target wasm32-wasip1 -p session-guard-wasm --features fault-injection --target-dir target/fault
+	cargo build --release --target wasm32-wasip1 -p session-guard-wasm-module --features fault-injection --target-dir target/fault
 	@mkdir -p $(dir $(FAULT_WASM))
-	cp target/fault/wasm32-wasip1/release/session_guard_wasm.wasm $(FAULT_WASM)
+	cp target/fault/wasm32-wasip1/release/session_guard_wasm_module.wasm $(FAULT_WASM)
+
+# The Envoy dynamic module (docs/native.md): the same filter, loaded with
+# envoy.filters.http.dynamic_modules. Built with unwinding (profile release-native).
+NATIVE := target/release/libsession_guard.so
+export SESSION_GUARD_NATIVE := $(abspath $(NATIVE))
+
+build-native:
+	cargo build --profile release-native -p session-guard-native
+	@mkdir -p $(dir $(NATIVE))
+	cp target/release-native/libsession_guard_native.so $(NATIVE)
+	@ls -l $(NATIVE) | awk '{print "built $(NATIVE) (" $$5 " bytes)"}'
 
 ## --- tests -----------------------------------------------------------------------------
 
 # The browser test is required here (it may only skip when run outside `make test`).
-test: build build-fault deps browser-deps image-deps apps-deps fuzz-smoke
+test: build build-fault build-native deps browser-deps image-deps apps-deps fuzz-smoke
 	SESSION_GUARD_REQUIRE_BROWSER=1 cargo test --profile test-opt -- --test-threads=4
 
 test-unit:
@@ -102,10 +114,19 @@ $(COMPAT_VENVS)/%/.installed:
 test-compat: build $(COMPAT_VERSIONS:%=$(COMPAT_VENVS)/%/.installed)
 	COMPAT_VENVS=$(COMPAT_VENVS) COMPAT_VERSIONS="$(COMPAT_VERSIONS)" scripts/test-compat.sh
 
+# The whole end-to-end suite once more, against the native build (docs/native.md): every
+# shipped Wasm filter is rewritten into the dynamic-module filter with the same JSON. Then
+# the version floor: Envoy 1.39 (the test-compat wheel) must refuse the module.
+test-native: build build-native deps browser-deps apps-deps $(COMPAT_VENVS)/1.39.3/.installed
+	SESSION_GUARD_BUILD=native cargo test --profile test-opt --test '*' -- --test-threads=4
+	SESSION_GUARD_OLD_ENVOY=$(abspath $(COMPAT_VENVS)/1.39.3/bin/envoy) \
+	  cargo test --profile test-opt --test native -- --ignored
+
 lint: wasm-target
 	cargo fmt --check
-	cargo clippy --target wasm32-wasip1 -p session-guard -p session-guard-config -p session-guard-wasm -- -D warnings
+	cargo clippy --target wasm32-wasip1 -p session-guard -p session-guard-config -p session-guard-wasm -p session-guard-wasm-module -- -D warnings
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy -p session-guard-native -- -D warnings
 
 ## --- demo ------------------------------------------------------------------------------
 
@@ -154,8 +175,8 @@ chaos: build build-fault deps bench-deps
 	$(VENV)/bin/python3 perf/chaos.py
 
 # Takes 4 to 5 minutes; BENCH_HOSTCALLS=1 prices single host calls instead. Then bench-vm.
-bench: build deps bench-deps perf-probes
-	$(VENV)/bin/python3 perf/run.py
+bench: build build-native deps bench-deps perf-probes
+	BENCH_NATIVE=$${BENCH_NATIVE-$(abspath $(NATIVE))} $(VENV)/bin/python3 perf/run.py
 	@$(MAKE) --no-print-directory bench-vm
 
 # The filter's own computation per request in V8 without Envoy (Node, perf/vm/run.mjs):

@@ -158,6 +158,16 @@ def main() -> int:
           f"{load_cpus or 'any'}; {args.rounds} rounds x {args.duration:g}s, wrk -t1 -c{args.connections}; {prio}")
 
     variants = parse_variants(os.environ.get("BENCH_VARIANTS", ""))
+    # The native build (docs/native.md) as one more listener: the same configuration through
+    # envoy.filters.http.dynamic_modules. BENCH_NATIVE: the .so (`make bench` passes the
+    # `make build-native` output; empty: no native listener).
+    native = os.environ.get("BENCH_NATIVE", "")
+    if native:
+        so = Path(native).resolve()
+        if so.name != "libsession_guard.so" or not so.is_file():
+            raise SystemExit(f"BENCH_NATIVE: {native!r} is not an existing libsession_guard.so")
+        variants["native"] = str(so)
+        env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(so.parent)
     for name, path in variants.items():
         size = Path(path).stat().st_size
         c.log(f"variant {name}: {path} ({size} bytes = {size / 1024:.1f} KiB)")
@@ -320,7 +330,7 @@ def parse_variants(spec: str) -> dict[str, str]:
         name, _, path = item.partition("=")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,15}", name) or not Path(path).is_file():
             raise SystemExit(f"BENCH_VARIANTS: {item!r} is not name=existing.wasm (name: a-z0-9_-)")
-        if name in ("none", "empty", "guard", "calls", "revoke"):
+        if name in ("none", "empty", "guard", "calls", "revoke", "native"):
             raise SystemExit(f"BENCH_VARIANTS: {name!r} is a reserved listener name")
         out[name] = str(Path(path).resolve())
     return out
@@ -350,6 +360,8 @@ def with_extra_listeners(tpl: str, ports: dict[str, int], variants: dict[str, st
              .replace("port_value: @PORT_GUARD@", f"port_value: {ports[name]}")
              .replace("stat_prefix: guard\n", f"stat_prefix: {name}\n")
              .replace("vm_id: session_guard\n", f"vm_id: {name}\n"))
+        if name == "native":
+            b = to_dynamic_module(b)
         wasm = variants.get(name, PROBE_WASM if name == "calls" else "@GUARD_WASM@")
         b = b.replace("@GUARD_WASM@", wasm)
         conf = {"calls": f"seq={CALLS_SEQ}:1", "revoke": revoke_config() if name == "revoke" else None}.get(name)
@@ -359,6 +371,25 @@ def with_extra_listeners(tpl: str, ports: dict[str, int], variants: dict[str, st
                 raise SystemExit("envoy-bench.yaml: guard block has no configuration value to replace")
         out.append(b)
     return tpl[:m.end()] + "".join(out) + tpl[m.end():]
+
+
+def to_dynamic_module(block: str) -> str:
+    """The guard block's Wasm filter as the native build's dynamic-module filter, same JSON."""
+    def native(m: re.Match) -> str:
+        ind = m.group(1)
+        return (f"{ind}- name: envoy.filters.http.dynamic_modules\n"
+                f"{ind}  typed_config:\n"
+                f'{ind}    "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter\n'
+                f"{ind}    dynamic_module_config: {{name: session_guard}}\n"
+                f"{ind}    filter_name: session_guard\n"
+                f"{ind}    filter_config:\n"
+                f'{ind}      "@type": type.googleapis.com/google.protobuf.StringValue\n'
+                f"{ind}      value: |\n{ind}        {m.group(2)}\n")
+    out, n = re.subn(r"(?ms)^([ \t]*)- name: envoy\.filters\.http\.wasm\n.*?value: \|\n[ \t]+(\{.*?\})\n",
+                     native, block)
+    if n != 1:
+        raise SystemExit("envoy-bench.yaml: guard block has no Wasm filter to replace")
+    return out
 
 
 def bind_app_cookie(port: int, cookie: str) -> tuple[str, str, dict] | None:
@@ -507,6 +538,15 @@ def report_extras(result: dict, classes: list[str]) -> None:
         c.log(f"{cls:<10} {s['ratio_cpu']:>6.2f}x " + " ".join(
             f"{(v / fl['empty_extra_cpu_us']):>8.2f}x" if v is not None else f"{'-':>9}" for v in row))
     c.log("  size: " + ", ".join(f"{n} {b / 1024:.1f} KiB" for n, b in result["variants"].items()))
+    if "native" in names:
+        c.log("native build vs Wasm (cpu us of extra worker time per request; req/s as a share of no filter):")
+        c.log(f"{'class':<10} {'guard':>8} {'native':>8} {'guard rps':>10} {'native rps':>11}")
+        for cls in classes:
+            s = result["classes"][cls]
+            li = s["listeners"]
+            none_rps = li["none"]["rps"] or float("nan")
+            c.log(f"{cls:<10} {s['guard_extra_cpu_us']:>8.1f} {s.get('native_extra_cpu_us', float('nan')):>8.1f} "
+                  f"{li['guard']['rps'] / none_rps:>9.0%} {li.get('native', {}).get('rps', float('nan')) / none_rps:>10.0%}")
 
 
 def report(result: dict, classes: list[str], args) -> None:

@@ -1,5 +1,5 @@
-//! The seam between the filter and its host: everything the filter asks of Envoy. `host.rs`
-//! implements it on the Proxy-Wasm ABI (wasm only); [`fake::FakeHost`] in memory, so that
+//! The seam between the filter and its host: everything the filter asks of Envoy.
+//! `crates/wasm/src/host.rs` implements it on the Proxy-Wasm ABI; [`fake::FakeHost`] in memory, so that
 //! the filter's logic runs and is tested natively. The filter is generic over `H: Host`
 //! (static dispatch: one implementation in the wasm, no vtables).
 

@@ -1,9 +1,9 @@
 //! session-guard: a Proxy-Wasm filter that ends session fixation at the mesh.
 //!
-//! `policy` decides (pure functions of headers); `filter` reads and writes headers through
-//! the `hostapi::Host` trait and runs natively in tests against an in-memory host. Only
-//! `glue` (the Proxy-Wasm contexts) and `host` (the ABI calls) are wasm-only. One crate on
-//! purpose: the seam is a trait, not a crate boundary.
+//! The pure core, with no host dependency: `policy` decides (pure functions of headers);
+//! `filter` reads and writes headers through the `hostapi::Host` trait and runs in tests
+//! against an in-memory host. One glue crate per host implements `Host` and forwards the
+//! host's callbacks: `crates/wasm` (Proxy-Wasm) and `crates/native` (Envoy dynamic module).
 
 pub use session_guard_config as config;
 pub mod cookies;
@@ -15,13 +15,3 @@ pub mod set_cookie;
 pub mod token;
 pub mod url;
 pub mod wire;
-
-#[cfg(target_arch = "wasm32")]
-mod glue;
-#[cfg(target_arch = "wasm32")]
-mod host;
-
-#[cfg(target_arch = "wasm32")]
-proxy_wasm::main! {{
-    glue::start();
-}}

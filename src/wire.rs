@@ -24,6 +24,11 @@ impl HeaderMap {
         HeaderMap(serialize_pairs(&pairs))
     }
 
+    /// A map from borrowed pairs (the native host reads Envoy's header map this way).
+    pub fn from_pairs(pairs: &[(&str, &[u8])]) -> Self {
+        HeaderMap(serialize_pairs(pairs))
+    }
+
     /// Every header in order. A name that is not UTF-8 (clients' codecs refuse them; another
     /// filter could add one) is skipped: it cannot equal any header the filter reads, which
     /// are all ASCII. A malformed map ends early; never panics.

@@ -124,7 +124,8 @@ fn shipped_configs_say_what_they_promise() {
 }
 
 /// The files exactly as shipped, from the repo root as `make run` uses them: the relative wasm
-/// path resolves to the `make build` output.
+/// path resolves to the `make build` output, and sidecar-native.yaml finds the `make
+/// build-native` output with the search path its header comment gives.
 #[tokio::test]
 async fn shipped_configs_validate_verbatim_from_the_repo_root() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -139,6 +140,7 @@ async fn shipped_configs_validate_verbatim_from_the_repo_root() {
             .args(["--mode", "validate", "-l", "warning", "-c", &file])
             .current_dir(root)
             .env("SESSION_GUARD_KEY", TEST_KEY)
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", "target/release")
             .kill_on_drop(true)
             .output();
         let out = tokio::time::timeout(STARTUP_TIMEOUT, out)

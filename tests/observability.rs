@@ -10,10 +10,9 @@ const NAME: &str = "__Host-session";
 
 async fn snapshot(envoy: &Envoy) -> BTreeMap<String, u64> {
     envoy
-        .counters()
+        .filter_counters()
         .await
         .into_iter()
-        .filter_map(|(k, v)| k.strip_prefix("wasmcustom.").map(|k| (k.to_string(), v)))
         // The build counter names the version, not a decision (checked below).
         .filter(|(k, _)| !k.starts_with("session_guard.build."))
         .collect()

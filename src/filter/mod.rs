@@ -1,8 +1,8 @@
 //! The filter on top of a [`Host`]: read headers once, ask `policy`, write the edits, count,
 //! log. Generic over the host, so it runs natively against `hostapi::fake::FakeHost`; the
-//! Proxy-Wasm contexts (`glue.rs`) only forward Envoy's callbacks here.
+//! Proxy-Wasm contexts (`crates/wasm/src/glue.rs`) only forward Envoy's callbacks here.
 //!
-//! Every host call may fail (`host.rs` returns errors where the SDK would panic): a failure
+//! Every host call may fail (the hosts return errors where the SDK would panic): a failure
 //! is counted as `internal_error` and the request continues.
 
 use crate::config::{self, Config, Mode};
@@ -16,7 +16,7 @@ use crate::set_cookie;
 use crate::token;
 use crate::wire::HeaderMap;
 use std::borrow::Cow;
-use std::rc::Rc;
+use std::sync::Arc;
 
 #[cfg(feature = "fault-injection")]
 pub mod fault;
@@ -55,11 +55,12 @@ impl Metrics {
     }
 }
 
-/// The plugin: its configuration and counters, shared by its streams.
+/// The plugin: its configuration and counters, shared by its streams (`Arc`: the native
+/// build creates streams on every Envoy worker thread from one configuration).
 #[derive(Debug, Default)]
 pub struct Root {
-    config: Option<Rc<Config>>,
-    metrics: Rc<Metrics>,
+    config: Option<Arc<Config>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Root {
@@ -78,7 +79,7 @@ impl Root {
             }
         };
         if self.metrics.0.is_empty() {
-            self.metrics = Rc::new(Metrics::define(host));
+            self.metrics = Arc::new(Metrics::define(host));
         }
         let ids = cfg.key_ids();
         host.log(
@@ -100,14 +101,14 @@ impl Root {
                 cfg.signal.trusted_clusters.join(","),
             ),
         );
-        self.config = Some(Rc::new(cfg));
+        self.config = Some(Arc::new(cfg));
         true
     }
 
     pub fn stream(&self) -> Stream {
         Stream {
             config: self.config.clone(),
-            metrics: Rc::clone(&self.metrics),
+            metrics: Arc::clone(&self.metrics),
             pending: None,
             published: None,
         }
@@ -118,8 +119,8 @@ impl Root {
 #[derive(Debug)]
 pub struct Stream {
     /// `None` only if Envoy created a stream despite a refused configuration: pass through.
-    config: Option<Rc<Config>>,
-    metrics: Rc<Metrics>,
+    config: Option<Arc<Config>>,
+    metrics: Arc<Metrics>,
     pending: Option<Pending>,
     /// What [`Stream::publish`] last wrote.
     published: Option<(&'static str, Option<[u8; 8]>)>,

@@ -32,6 +32,84 @@ pub fn wasm_path() -> PathBuf {
     }
 }
 
+/// Which build the end-to-end suite runs: `SESSION_GUARD_BUILD=native` runs every test against
+/// the Envoy dynamic module (`make test-native`), anything else against the .wasm.
+pub fn native() -> bool {
+    std::env::var("SESSION_GUARD_BUILD").as_deref() == Ok("native")
+}
+
+/// `SESSION_GUARD_NATIVE` (made absolute), else the `make build-native` output.
+pub fn native_path() -> PathBuf {
+    let p = std::env::var_os("SESSION_GUARD_NATIVE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir().join("target/release/libsession_guard.so"));
+    if p.is_absolute() {
+        p
+    } else {
+        manifest_dir().join(p)
+    }
+}
+
+/// The native build's form of a shipped bootstrap: every `envoy.filters.http.wasm` filter
+/// becomes the `envoy.filters.http.dynamic_modules` filter with the same JSON (what
+/// envoy/sidecar-native.yaml ships), and access logs read the filter state without Wasm's
+/// `wasm.` prefix. Structural, except the access-log format strings.
+pub fn to_native(root: &mut Value) {
+    if let Some(sr) = root.get_mut("static_resources") {
+        for listener in seq_mut(sr, "listeners") {
+            for chain in seq_mut(listener, "filter_chains") {
+                for filter in seq_mut(chain, "filters") {
+                    let Some(hcm) = filter.get_mut("typed_config") else {
+                        continue;
+                    };
+                    for http_filter in seq_mut(hcm, "http_filters") {
+                        wasm_to_dynamic_module(http_filter);
+                    }
+                }
+            }
+        }
+    }
+    rename_filter_state(root);
+}
+
+fn wasm_to_dynamic_module(http_filter: &mut Value) {
+    if http_filter.get("name").and_then(Value::as_str) != Some("envoy.filters.http.wasm") {
+        return;
+    }
+    let json = http_filter["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let native = format!(
+        r#"
+name: envoy.filters.http.dynamic_modules
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+  dynamic_module_config: {{ name: session_guard }}
+  filter_name: session_guard
+  filter_config:
+    "@type": type.googleapis.com/google.protobuf.StringValue
+    value: {}
+"#,
+        serde_json::to_string(&json).expect("json string")
+    );
+    *http_filter = serde_yaml::from_str(&native).expect("dynamic module filter");
+}
+
+fn rename_filter_state(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains("FILTER_STATE(wasm.session_guard.") => {
+            *s = s.replace(
+                "FILTER_STATE(wasm.session_guard.",
+                "FILTER_STATE(session_guard.",
+            );
+        }
+        Value::Sequence(seq) => seq.iter_mut().for_each(rename_filter_state),
+        Value::Mapping(m) => m.iter_mut().for_each(|(_, v)| rename_filter_state(v)),
+        _ => {}
+    }
+}
+
 /// A port where nothing listens and nothing ever will while the tests run, for clusters a test
 /// gives no upstream: a TCP socket bound to 127.0.0.1:0 and never put into listening state, held
 /// for the life of the test process. A connection to it is refused at once (RST), and the kernel
@@ -88,6 +166,31 @@ fn wasm_plugin_configs(root: &mut Value) -> Vec<&mut Value> {
     out
 }
 
+/// Every session-guard `envoy.filters.http.dynamic_modules` filter's `typed_config`.
+fn dynamic_module_configs(root: &mut Value) -> Vec<&mut Value> {
+    let mut out = Vec::new();
+    let Some(static_resources) = root.get_mut("static_resources") else {
+        return out;
+    };
+    for listener in seq_mut(static_resources, "listeners") {
+        for chain in seq_mut(listener, "filter_chains") {
+            for filter in seq_mut(chain, "filters") {
+                let Some(hcm) = filter.get_mut("typed_config") else {
+                    continue;
+                };
+                for http_filter in seq_mut(hcm, "http_filters") {
+                    let is_module = http_filter.get("name").and_then(Value::as_str)
+                        == Some("envoy.filters.http.dynamic_modules");
+                    if let (true, Some(config)) = (is_module, http_filter.get_mut("typed_config")) {
+                        out.push(config);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 type Edit = Box<dyn FnOnce(&mut Value)>;
 
 /// Builds a runnable Envoy configuration from a shipped one (see the module docs).
@@ -103,6 +206,8 @@ pub struct EnvoyBuilder {
     component_log_level: String,
     edits: Vec<Edit>,
     wasm: Option<PathBuf>,
+    /// Another Envoy than [`envoy_bin`] (a version test).
+    bin: Option<PathBuf>,
 }
 
 impl EnvoyBuilder {
@@ -127,6 +232,7 @@ impl EnvoyBuilder {
             component_log_level: "wasm:debug".to_owned(),
             edits: Vec::new(),
             wasm: None,
+            bin: None,
         }
     }
 
@@ -190,6 +296,12 @@ impl EnvoyBuilder {
     }
 
     /// Any further structural change to the bootstrap, applied after the substitutions.
+    /// Runs this Envoy binary instead of [`envoy_bin`].
+    pub fn envoy_bin(mut self, bin: PathBuf) -> Self {
+        self.bin = Some(bin);
+        self
+    }
+
     pub fn edit(mut self, f: impl FnOnce(&mut Value) + 'static) -> Self {
         self.edits.push(Box::new(f));
         self
@@ -238,10 +350,16 @@ impl EnvoyBuilder {
                 "{source} has no cluster named {unused:?}"
             );
         }
+        for module in dynamic_module_configs(&mut root) {
+            if let Some(json) = &self.filter_config {
+                module["filter_config"]["value"] = Value::from(json.as_str());
+            }
+        }
+        let native_config = !dynamic_module_configs(&mut root).is_empty();
         let plugins = wasm_plugin_configs(&mut root);
         assert!(
-            !plugins.is_empty(),
-            "{source}: no envoy.filters.http.wasm filter"
+            !plugins.is_empty() || native_config,
+            "{source}: no envoy.filters.http.wasm or dynamic_modules filter"
         );
         for plugin in plugins {
             plugin["vm_config"]["code"]["local"]["filename"] =
@@ -250,8 +368,13 @@ impl EnvoyBuilder {
                 plugin["configuration"]["value"] = Value::from(json.as_str());
             }
         }
+        let explicit_wasm = self.wasm.is_some();
         for edit in self.edits {
             edit(&mut root);
+        }
+        // A test that names its module (e.g. the fault-injection build) runs it as Wasm.
+        if native() && !explicit_wasm {
+            to_native(&mut root);
         }
         root
     }
@@ -333,29 +456,40 @@ impl EnvoyBuilder {
     /// Renders the config into `dir/envoy.yaml`; returns the path and the environment.
     fn write_config(self, dir: &Path) -> (PathBuf, BTreeMap<String, Option<String>>) {
         let path = dir.join("envoy.yaml");
-        let env = self.env.clone();
+        let mut env = self.env.clone();
         let yaml = serde_yaml::to_string(&self.render()).expect("serialize envoy config");
+        if yaml.contains("envoy.filters.http.dynamic_modules") {
+            let search = native_path().parent().map(|d| d.display().to_string());
+            env.insert("ENVOY_DYNAMIC_MODULES_SEARCH_PATH".to_owned(), search);
+        }
         std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         (path, env)
     }
 
     async fn spawn(self) -> Envoy {
-        let bin = envoy_bin();
+        let bin = self.bin.clone().unwrap_or_else(envoy_bin);
         assert!(
             bin.exists(),
             "no Envoy at {} (set ENVOY_BIN or run `make deps`)",
             bin.display()
         );
-        let wasm = self.wasm.clone().unwrap_or_else(wasm_path);
+        let (filter, hint) = match (&self.wasm, native()) {
+            (Some(wasm), _) => (wasm.clone(), "a module the test names"),
+            (None, true) => (
+                native_path(),
+                "set SESSION_GUARD_NATIVE or run `make build-native`",
+            ),
+            (None, false) => (wasm_path(), "set SESSION_GUARD_WASM or run `make build`"),
+        };
         assert!(
-            wasm.exists(),
-            "no filter at {} (set SESSION_GUARD_WASM or run `make build`)",
-            wasm.display()
+            filter.exists(),
+            "no filter at {} ({hint})",
+            filter.display()
         );
         let dir = unique_dir("envoy");
         let concurrency = self.concurrency;
         let log_level = self.log_level.clone();
-        let component = self.component_log_level.clone();
+        let component = component_log_level(&self.component_log_level);
         let (config, env) = self.write_config(&dir);
         let log_path = dir.join("envoy.log");
         let stderr = std::fs::File::create(dir.join("stderr.log")).expect("create stderr.log");
@@ -392,6 +526,23 @@ impl EnvoyBuilder {
             listeners: BTreeMap::new(),
         }
     }
+}
+
+/// The filter logs under `wasm` in the Wasm build and `dynamic_modules` in the native one: the
+/// native build gets both (the Istio tests deliver the Wasm build over ECDS in either mode).
+fn component_log_level(spec: &str) -> String {
+    if !native() {
+        return spec.to_owned();
+    }
+    let native: Vec<String> = spec
+        .split(',')
+        .filter_map(|c| c.strip_prefix("wasm:"))
+        .map(|level| format!("dynamic_modules:{level}"))
+        .collect();
+    std::iter::once(spec.to_owned())
+        .chain(native)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn apply_env(cmd: &mut Command, env: &BTreeMap<String, Option<String>>) {

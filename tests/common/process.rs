@@ -85,14 +85,30 @@ impl Envoy {
             .collect()
     }
 
+    /// The filter's own counters (`wasmcustom.` or, native build, `dynamicmodulescustom.`),
+    /// by their names without that prefix.
+    pub async fn filter_counters(&self) -> BTreeMap<String, u64> {
+        self.counters()
+            .await
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let own = k
+                    .strip_prefix("wasmcustom.")
+                    .or_else(|| k.strip_prefix("dynamicmodulescustom."));
+                own.map(|k| (k.to_owned(), v))
+            })
+            .collect()
+    }
+
     /// A counter by name: exact, or the filter's own under `wasmcustom.` (so
-    /// `counter("session_guard.session.minted")` reads `wasmcustom.session_guard.session.minted`).
-    /// 0 when absent.
+    /// `counter("session_guard.session.minted")` reads `wasmcustom.session_guard.session.minted`),
+    /// or `dynamicmodulescustom.` for the native build. 0 when absent.
     pub async fn counter(&self, name: &str) -> u64 {
         let counters = self.counters().await;
         counters
             .get(name)
             .or_else(|| counters.get(&format!("wasmcustom.{name}")))
+            .or_else(|| counters.get(&format!("dynamicmodulescustom.{name}")))
             .copied()
             .unwrap_or(0)
     }

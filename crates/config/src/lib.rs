@@ -5,9 +5,11 @@
 //!
 //! Three steps, one file each: [`json`] reads the JSON into raw sections (shapes and types),
 //! [`validate`] checks each section and the cross-field rules, and this file holds the
-//! validated types and [`parse`], which runs both. The main crate re-exports this crate as
+//! validated types and [`parse`], which runs both. The modules read top-down: `validate`
+//! uses `validate_sessions` (the session sections), both use `fields` (shared field rules). The main crate re-exports this crate as
 //! `session_guard::config`.
 
+mod fields;
 mod host;
 mod json;
 mod validate;

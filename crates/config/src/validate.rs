@@ -2,6 +2,7 @@
 //! contract's defaults, then [`cross_checks`] applies the rules that span sections.
 //! Every error names the field path and the problem, never the value.
 
+use super::fields::{checked_names, choice, dedup, is_printable};
 use super::json::{RawConfig, RawCookie, RawKey, RawSignal, RawUpstream, RawUrl};
 use super::validate_sessions::{app_cookies, detect, legacy_hosts, revoke, scope};
 use super::*;
@@ -10,7 +11,6 @@ use base64::Engine as _;
 const MIN_SECRET_LEN: usize = 32;
 const MAX_KEY_ID_LEN: usize = 32;
 const MAX_KEYS: usize = 16;
-const MAX_NAME_LEN: usize = 128;
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -38,22 +38,6 @@ pub(super) fn config(raw: RawConfig, env: Env) -> Result<Config, ConfigError> {
     };
     cross_checks(&config)?;
     Ok(config)
-}
-
-/// Maps a string setting to one of `choices`; absent gives the first.
-pub(super) fn choice<T: Copy>(
-    field: &str,
-    value: Option<&str>,
-    choices: &[(&str, T)],
-    problem: &str,
-) -> Result<T, ConfigError> {
-    let mut found = choices
-        .iter()
-        .filter(|(name, _)| value.is_none_or(|v| v == *name));
-    found
-        .next()
-        .map(|(_, t)| *t)
-        .ok_or_else(|| ConfigError::new(field, problem))
 }
 
 fn mode(raw: Option<String>) -> Result<Mode, ConfigError> {
@@ -256,49 +240,9 @@ fn url(ru: RawUrl, cookie_name: &str) -> Result<UrlConfig, ConfigError> {
     })
 }
 
-/// Keeps the first occurrence of each name (a hand-rolled dedup: sorting pulls in several
-/// KiB of code for a list of a dozen names).
-pub(super) fn dedup(names: Vec<String>) -> Vec<String> {
-    let mut unique: Vec<String> = Vec::with_capacity(names.len());
-    for n in names {
-        if !unique.contains(&n) {
-            unique.push(n);
-        }
-    }
-    unique
-}
-
 /// Parameter names: printable ASCII, lowercased for case-insensitive comparison.
-pub(super) fn names(field: &str, names: Vec<String>) -> Result<Vec<String>, ConfigError> {
+fn names(field: &str, names: Vec<String>) -> Result<Vec<String>, ConfigError> {
     checked_names(field, names, is_printable, "printable ASCII")
-}
-
-/// Printable ASCII without space.
-pub(super) fn is_printable(b: u8) -> bool {
-    (0x21..0x7f).contains(&b)
-}
-
-/// Names of at most [`MAX_NAME_LEN`] bytes, each accepted by `byte_ok`, lowercased.
-pub(super) fn checked_names(
-    field: &str,
-    names: Vec<String>,
-    byte_ok: fn(u8) -> bool,
-    what: &str,
-) -> Result<Vec<String>, ConfigError> {
-    names
-        .into_iter()
-        .enumerate()
-        .map(|(i, n)| {
-            if n.is_empty() || n.len() > MAX_NAME_LEN || !n.bytes().all(byte_ok) {
-                Err(ConfigError::new(
-                    format!("{field}[{i}]"),
-                    format!("must be 1 to {MAX_NAME_LEN} {what} characters"),
-                ))
-            } else {
-                Ok(n.to_ascii_lowercase())
-            }
-        })
-        .collect()
 }
 
 fn signal(rs: RawSignal) -> Result<SignalConfig, ConfigError> {

@@ -2,8 +2,8 @@
 //! `app_cookies`, `revoke`, `detect`. Same rules as `validate.rs`: every error names the field
 //! path and the problem, never the value (subjects and hashes are never quoted).
 
+use super::fields::{checked_names, choice, dedup, is_printable};
 use super::json::{RawAppCookies, RawDetect, RawRevoke, SecondsByName};
-use super::validate::{checked_names, choice, dedup, is_printable};
 
 const MAX_SCOPE_LEN: usize = 256;
 const MAX_APP_COOKIES: usize = 64;

@@ -1,5 +1,14 @@
-//! The session-guard Proxy-Wasm module. Everything is in the `session_guard` crate (its
-//! `proxy_wasm::main!` and the SDK's exported callbacks); this crate only links it into a
-//! cdylib, at its own opt-level (see Cargo.toml).
+//! The session-guard Proxy-Wasm module: the thin glue between the Proxy-Wasm ABI and the
+//! `session_guard` core. `glue` holds the Proxy-Wasm contexts, `host` the ABI calls (the
+//! only `unsafe` of the Wasm build). Linked into the .wasm by the empty cdylib
+//! `crates/wasm/module` (see both Cargo.toml files for the opt-levels).
 
-extern crate session_guard;
+#[cfg(target_arch = "wasm32")]
+mod glue;
+#[cfg(target_arch = "wasm32")]
+mod host;
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    glue::start();
+}}

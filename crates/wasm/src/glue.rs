@@ -1,10 +1,11 @@
 //! The Proxy-Wasm contexts: a thin wrapper that forwards Envoy's callbacks to `filter` with
-//! the wasm [`WasmHost`]. Only this module and `host.rs` are wasm-only.
+//! the wasm [`WasmHost`]. This module and `host.rs` are the
+//! crate's only wasm-only code.
 
-use crate::filter::{self, Flow};
 use crate::host::{self, WasmHost};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
+use session_guard::filter::{self, Flow};
 
 pub fn start() {
     host::install_logger();

@@ -6,8 +6,8 @@
 //! Memory the host returns was allocated through the SDK's exported
 //! `proxy_on_memory_allocate` (the global allocator), so it is owned with `Vec::from_raw_parts`.
 
-use crate::hostapi::{Host, HostError, LogLevel as HostLevel, Map};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+use session_guard::hostapi::{Host, HostError, LogLevel as HostLevel, Map};
 use std::ptr::null_mut;
 
 // The log level comes back as a plain u32 here (the SDK reads it straight into an enum,
@@ -157,7 +157,7 @@ unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
     }
 }
 
-pub use crate::wire::{serialize_map, HeaderMap};
+pub use session_guard::wire::{serialize_map, HeaderMap};
 
 pub fn header_map(map: MapType) -> Result<HeaderMap, Status> {
     let mut data = null_mut();
