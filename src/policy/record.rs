@@ -41,10 +41,12 @@ impl Record {
     }
 
     /// An info line (attacks, refusals, failures: what operators see by default).
+    #[cold]
     pub fn info(&mut self, msg: fmt::Arguments<'_>) {
         self.log(Level::Info, msg);
     }
 
+    #[cold]
     pub fn log(&mut self, level: Level, msg: fmt::Arguments<'_>) {
         let line = format!("{msg} request_id={}", self.request_id);
         self.logs.push((level, line));
