@@ -188,6 +188,7 @@ pub fn invalid_counter(reason: Invalid) -> Counter {
 }
 
 /// A header value fit for a log line (Envoy's request id), or "-".
+#[inline(never)]
 fn printable(v: Option<&[u8]>) -> String {
     match v {
         Some(v) if !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()) => {
@@ -198,14 +199,17 @@ fn printable(v: Option<&[u8]>) -> String {
 }
 
 /// A one-way hash of a cookie value: logs never carry the value itself.
+#[inline(never)]
 fn value_tag(v: &[u8]) -> String {
     token::hex16(&token::value_hash(v))
 }
 
+#[inline(never)]
 fn tag(id: &SessionId) -> String {
     token::hex16(&token::session_hash(id))
 }
 
+#[inline(never)]
 fn session_tag(s: Option<&Session>) -> String {
     s.map_or_else(|| "-".to_string(), |s| tag(&s.id))
 }

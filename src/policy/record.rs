@@ -30,10 +30,12 @@ impl Record {
         }
     }
 
+    #[inline(never)]
     pub fn count(&mut self, c: Counter) {
         self.count_n(c, 1);
     }
 
+    #[inline(never)]
     pub fn count_n(&mut self, c: Counter, n: u64) {
         if n > 0 {
             self.counters.push((c, n));

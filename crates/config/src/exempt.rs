@@ -5,7 +5,7 @@
 //! the path only (never the query: oauth2-proxy's CVE-2025-54576 matched a route regex
 //! against the query), at a segment boundary (`/static` matches `/static` and `/static/x`,
 //! never `/statics`), case-sensitive, and a path that an upstream could still resolve
-//! elsewhere (a segment starting with `.`, a backslash, an encoded `.`, `/` or `\`) is never
+//! elsewhere (a segment starting with `.`, a backslash, a percent-encoded byte) is never
 //! exempt.
 
 use super::ConfigError;
@@ -64,13 +64,10 @@ fn under(prefix: &[u8], path: &[u8]) -> bool {
     rest.is_empty() || prefix.ends_with(b"/") || rest.starts_with(b"/")
 }
 
-/// A path an upstream might normalize into another one. Any segment starting with `.` counts
-/// (`.`, `..`, `..;`, and also hidden names such as `/.well-known`: never exempt).
+/// A path an upstream might resolve elsewhere: a segment starting with `.` (`.`, `..`, `..;`,
+/// also hidden names such as `/.well-known`), a backslash, or any percent-encoded byte (`%2e`,
+/// `%2f`, `%5c` and friends; decoding is the upstream's business). Never exempt: such a path
+/// gets the ordinary commit rule, which still keeps a `public` response cookie-free.
 fn ambiguous(path: &[u8]) -> bool {
-    let dot_segment = path.windows(2).any(|w| w == b"/.");
-    let encoded = path.windows(3).any(|w| match w {
-        [b'%', a, b] => matches!((a, b | 0x20), (b'2', b'e' | b'f') | (b'5', b'c')),
-        _ => false,
-    });
-    dot_segment || encoded || path.contains(&b'\\')
+    path.iter().any(|&b| b == b'%' || b == b'\\') || path.windows(2).any(|w| w == b"/.")
 }
