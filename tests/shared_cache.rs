@@ -203,10 +203,7 @@ async fn public_and_s_maxage_responses_are_cached_and_carry_no_cookie() {
         set_cookie(&back, NAME).is_none(),
         "still valid: nothing to re-issue"
     );
-    assert_eq!(
-        mesh.app.last().unwrap().header("x-session-id").is_some(),
-        true
-    );
+    assert!(mesh.app.last().unwrap().header("x-session-id").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread")]
