@@ -10,7 +10,7 @@ ENVOY_VERSION := 1.40.0
 export ENVOY_BIN := $(abspath $(ENVOY))
 export SESSION_GUARD_WASM := $(abspath $(WASM))
 
-.PHONY: release sbom-deps bench-vm all build build-fault build-native test-native chaos test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps clean test-compat
+.PHONY: release sbom-deps bench-vm all build build-fault build-native test-native chaos test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps cache-deps baseline-wasm clean test-compat
 
 all: build
 
@@ -44,13 +44,22 @@ bench-deps:
 image-deps:
 	$(call apt_need,umoci skopeo)
 
+# A real shared cache in front of Envoy (tests/shared_cache.rs, `make run`'s CACHE=1).
+cache-deps:
+	$(call apt_need,varnish)
+
+# session-guard before issue 24 (commit 42da0ba): the control of tests/shared_cache.rs.
+baseline-wasm:
+	@scripts/baseline-wasm.sh
+
 # The real framework apps of tests/apps/ (app cookie binding proof, `make run`'s /legacy/):
-# PHP's own session module from Debian's php-cli, Express + express-session from npm at the
+# PHP's own session module from Debian's php-cli, Tomcat 10's HttpSession from Debian's
+# tomcat10 (tests/apps/tomcat, run with a private CATALINA_BASE), Express + express-session from npm at the
 # versions of the committed lock file. Node.js and npm come from Debian when missing.
 EXPRESS_APP := tests/apps/express
 
 apps-deps: $(EXPRESS_APP)/node_modules/.package-lock.json
-	$(call apt_need,php-cli)
+	$(call apt_need,php-cli tomcat10)
 
 $(EXPRESS_APP)/node_modules/.package-lock.json: $(EXPRESS_APP)/package.json $(EXPRESS_APP)/package-lock.json
 	@command -v npm >/dev/null || $(MAKE) --no-print-directory node-deps
@@ -93,7 +102,7 @@ build-native:
 ## --- tests -----------------------------------------------------------------------------
 
 # The browser test is required here (it may only skip when run outside `make test`).
-test: build build-fault build-native deps browser-deps image-deps apps-deps fuzz-smoke
+test: build build-fault build-native deps browser-deps image-deps apps-deps cache-deps baseline-wasm fuzz-smoke
 	SESSION_GUARD_REQUIRE_BROWSER=1 cargo test --profile test-opt -- --test-threads=4
 
 test-unit:

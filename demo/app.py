@@ -82,6 +82,18 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0] == "/favicon.ico":
             self.reply(404, "text/plain", "no icon\n")
             return
+        if self.path.split("?", 1)[0] == "/assets/app.js":
+            # The same for everyone: a shared cache may keep it, and the mesh commits no
+            # session on it (docs/design.md, "When a session is committed").
+            data = b"console.log('session-guard demo asset');\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/javascript")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "public, max-age=600")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            return
         page = PAGE.format(
             name=html.escape(NAME),
             subject=html.escape(seen["subject"] or "anonymous"),

@@ -31,9 +31,11 @@ counters! {
     UrlParamsRemoved => "session_guard.url.params_removed", "session parameters found in URLs (query and path parameters; several per request possible)";
     UrlUnsafePath => "session_guard.url.unsafe_path", "requests answered 400 because removing session parameters would leave an empty, . or .. path segment the client did not send";
     RefererScrubbed => "session_guard.referer.scrubbed", "Referer headers forwarded with session parameters removed";
-    SessionMinted => "session_guard.session.minted", "new anonymous sessions (no valid mesh cookie on the request)";
+    SessionMinted => "session_guard.session.minted", "new anonymous sessions committed (cookie set on a response to a request without a valid mesh cookie)";
+    SessionNotCommitted => "session_guard.session.not_committed", "fresh IDs forwarded but never committed: the response was shared-cacheable, a 304/206, or (cookie.anonymous navigate) not a navigation and set no cookie";
+    Exempt => "session_guard.exempt", "requests on exempt.paths: nothing minted or re-issued, caching fields left alone, every defense applied";
     SessionValid => "session_guard.session.valid", "requests with a valid mesh cookie";
-    SessionReissued => "session_guard.session.reissued", "valid cookies re-issued with a new last-use time (sliding idle timeout)";
+    SessionReissued => "session_guard.session.reissued", "valid cookies re-issued with a new last-use time (sliding idle timeout), never on a shared-cacheable, 304 or 206 response";
     InvalidForged => "session_guard.session.invalid.forged", "mesh cookies whose signature did not verify";
     InvalidUnknownKey => "session_guard.session.invalid.unknown_key", "mesh cookies signed with a key id not in the key ring";
     InvalidMalformed => "session_guard.session.invalid.malformed", "mesh cookies that are not a session-guard value";

@@ -242,3 +242,58 @@ async fn express_session_lives_through_the_mesh_and_logout_releases_it() {
     user.post_form("/login", VICTIM_LOGIN).await;
     assert_eq!(user.text("/me").await, "victim");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tomcat_attack_succeeds_without_the_mesh() {
+    attack_succeeds_without_the_mesh(Framework::Tomcat).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tomcat_attack_fails_through_the_mesh_http1() {
+    attack_fails_through_the_mesh(Framework::Tomcat, Wire::H1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tomcat_attack_fails_through_the_mesh_http2() {
+    attack_fails_through_the_mesh(Framework::Tomcat, Wire::H2).await;
+}
+
+/// The classic JSESSIONID fixation: the attacker sends the victim a link carrying its own
+/// session in the URL (`;jsessionid=`, Tomcat's URL tracking); the victim logs in through it.
+/// Returns what the attacker's own cookie is worth afterwards (asked of the app directly).
+async fn jsessionid_link_attack(app_port: u16, target: u16, wire: Wire) -> String {
+    let fw = Framework::Tomcat;
+    let (mut attacker, planted) = genuine_cookie(fw, app_port, Wire::H1).await;
+    let mut victim = Browser::new(target, wire);
+    let form = victim
+        .get(&format!("/login-form;jsessionid={planted}"))
+        .await;
+    assert_eq!(form.status, 200, "{}", form.body_str());
+    let login = victim
+        .post_form(&format!("/login;jsessionid={planted}"), VICTIM_LOGIN)
+        .await;
+    assert_eq!(login.body_str().trim(), "logged in as victim");
+    attacker.text("/me").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tomcat_jsessionid_link_succeeds_directly_and_fails_through_the_mesh() {
+    let app = App::start(Framework::Tomcat).await;
+    let direct = jsessionid_link_attack(app.port(), app.port(), Wire::H1).await;
+    assert_eq!(
+        direct, "victim",
+        "without the mesh the link fixes the session"
+    );
+    let envoy = EnvoyBuilder::shipped("envoy/ingress.yaml")
+        .upstream_port("app", app.port())
+        .start()
+        .await;
+    for wire in [Wire::H1, Wire::H2] {
+        let through = jsessionid_link_attack(app.port(), envoy.port(), wire).await;
+        assert_eq!(
+            through, ANONYMOUS,
+            "{wire:?}: the planted session stays anonymous"
+        );
+    }
+    assert!(envoy.counter("session_guard.url.stripped").await >= 4);
+}

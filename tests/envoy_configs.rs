@@ -60,7 +60,8 @@ fn shipped_configs_say_what_they_promise() {
             &[("app", 8080), ("auth", 8081), ("api", 8082)][..],
             serde_json::json!({
                 "keys": [{"id": "k1", "secret_env": "SESSION_GUARD_KEY"}],
-                "signal": {"trusted_clusters": ["auth"]}
+                "signal": {"trusted_clusters": ["auth"]},
+                "exempt": {"paths": ["/healthz", "/static/"]}
             }),
         ),
         (

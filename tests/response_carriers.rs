@@ -29,16 +29,32 @@ const TARGETED: [&str; 5] = [
 #[tokio::test(flavor = "multi_thread")]
 async fn targeted_cache_fields_become_no_store_when_the_mesh_sets_its_cookie() {
     let app = Upstream::start().await;
-    app.respond_with(|_| {
-        let mut r = Reply::ok().header("cache-control", "public, max-age=600");
+    // The page sets a cookie of its own, so it needs a session: the mesh commits one there
+    // (a shared-cacheable response without a cookie of its own gets none, below).
+    app.respond_with(|r| {
+        let mut reply = Reply::ok().header("cache-control", "public, max-age=600");
         for t in TARGETED {
-            r = r.header(t, "max-age=600");
+            reply = reply.header(t, "max-age=600");
         }
-        r
+        if r.path_str() == "/page" {
+            reply = reply.header("set-cookie", "theme=dark; Secure; SameSite=Lax");
+        }
+        reply
     });
     let envoy = gateway(&app).await;
+    // Without a cookie of its own the same response is shared-cacheable: no session is
+    // committed on it and it passes untouched (issue 24).
+    let r = send(envoy.port(), Req::get("/asset")).await;
+    assert!(set_cookie(&r, NAME).is_none());
+    assert_eq!(
+        r.header("cache-control").as_deref(),
+        Some("public, max-age=600")
+    );
+    for t in TARGETED {
+        assert_eq!(r.header(t).as_deref(), Some("max-age=600"), "{t}");
+    }
     for h2 in [false, true] {
-        // No session: the mesh mints one and sets its cookie on this response.
+        // No session: the mesh commits one and sets its cookie on this response.
         let r = if h2 {
             send_h2(envoy.port(), Req::get("/page")).await
         } else {

@@ -6,7 +6,8 @@ use session_guard::policy::{decide_request, decide_response, grant_signal, Reque
 fuzz_target!(|data: &[u8]| {
     let cfg = session_guard::config::parse(
         br#"{"keys":[{"id":"k1","secret":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}],
-            "app_cookies":{"extra_names":["a"],"adopt_until":1800000001},"detect":{"client_change":"end"}}"#,
+            "app_cookies":{"extra_names":["a"],"adopt_until":1800000001},"detect":{"client_change":"end"},
+            "exempt":{"paths":["/a","/b/"]},"cookie":{"anonymous":"navigate"}}"#,
         &|_| None,
     )
     .unwrap();
@@ -23,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
         cookies: vec![cookie],
         authority: Some(subject),
         user_agent: Some(signal),
+        accept: Some(set_cookie),
+        sec_fetch_mode: Some(subject),
         now: 1_800_000_000,
         debug_logs: true,
         ..Default::default()
@@ -36,6 +39,8 @@ fuzz_target!(|data: &[u8]| {
         subjects: vec![subject],
         set_cookies: vec![set_cookie],
         cache_control: Some(std::borrow::Cow::Borrowed(subject)),
+        targeted_cache: vec![("cdn-cache-control", set_cookie)],
+        status: Some(cookie),
         now: 1_800_000_000,
         debug_logs: true,
         ..Default::default()

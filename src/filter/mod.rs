@@ -66,6 +66,7 @@ pub struct Root {
 impl Root {
     /// Reads and checks the configuration; `false` makes Envoy refuse the plugin. `env` reads
     /// the VM's environment (`secret_env`).
+    #[cold]
     pub fn configure<H: Host>(&mut self, host: &H, env: &dyn Fn(&str) -> Option<String>) -> bool {
         #[cfg(feature = "fault-injection")]
         fault::at_start(env);
@@ -243,6 +244,7 @@ impl Stream {
         }
     }
 
+    #[cold]
     fn fail<H: Host>(&self, host: &H, what: &str) {
         self.metrics.add(host, Counter::InternalError, 1);
         let msg = format_args!("session_guard: host call failed: {what}");
@@ -340,6 +342,9 @@ fn request_view<'a>(
             "referer" => view.referer = Some(value),
             "cookie" => view.cookies.push(value),
             "x-request-id" => view.request_id = Some(value),
+            "sec-fetch-mode" => view.sec_fetch_mode = Some(value),
+            "accept" => view.accept = Some(value),
+            "access-control-request-method" => view.cors_request_method = true,
             n => {
                 // `x_session_subject` counts too: some CGI/WSGI/Rack stacks map `_` and `-`
                 // to the same variable, so an underscore twin would reach the app as ours.
@@ -385,9 +390,11 @@ fn response_view<'a>(
                 }
             });
         } else if set_cookie::is_targeted_cache_field(n) {
-            if !view.targeted_cache.contains(&n) {
-                view.targeted_cache.push(n);
+            if !view.targeted_cache.iter().any(|(m, _)| *m == n) {
+                view.targeted_cache.push((n, value));
             }
+        } else if n == ":status" {
+            view.status = Some(value);
         } else if n == cfg.signal.header {
             view.signals.push(value);
         } else if n == cfg.signal.subject_header {

@@ -61,7 +61,8 @@ fn enforce_mode_applies_request_and_response_edits() {
     let id = one(&host, Map::Request, "x-session-id");
     assert_ne!(id, "spoofed");
     let next = one(&host, Map::Request, "x-session-id-next");
-    assert_eq!(host.counter("session_guard.session.minted"), 1);
+    // Drawn and forwarded; counted as minted only when a response commits it.
+    assert_eq!(host.counter("session_guard.session.minted"), 0);
     assert_eq!(host.counter("session_guard.spoofed_headers_removed"), 2);
 
     host.set_response(&[
@@ -270,4 +271,76 @@ fn filter_state_carries_the_hash_and_decision_unless_turned_off() {
     let root = configured(&mut off, r#","observe":{"filter_state":false}"#);
     root.stream().on_request_headers(&off);
     assert!(off.set_properties.borrow().is_empty());
+}
+
+/// A cookieless origin fetch of a public asset: the fresh ID is forwarded, the response
+/// passes byte for byte, and that ID is never valid afterwards (it was never signed).
+#[test]
+fn shared_cacheable_response_passes_byte_for_byte_and_its_id_is_never_valid() {
+    let mut host = request(&[]);
+    let root = configured(&mut host, "");
+    let mut s = root.stream();
+    s.on_request_headers(&host);
+    let first = one(&host, Map::Request, "x-session-id");
+    let upstream = [
+        (":status", "200"),
+        ("cache-control", "public, max-age=31536000"),
+        ("cdn-cache-control", "max-age=600"),
+    ];
+    host.set_response(&upstream);
+    let writes = host.writes.get();
+    s.on_response_headers(&host);
+    let got: Vec<(String, Vec<u8>)> = host.response.borrow().clone();
+    let want: Vec<(String, Vec<u8>)> = upstream
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(host.counter("session_guard.session.not_committed"), 1);
+    assert_eq!(host.counter("session_guard.session.minted"), 0);
+    // Only the filter state changed (decision not_committed, no session hash).
+    assert!(host.writes.get() - writes <= 2);
+
+    // The browser comes back without a cookie (none was set): a new ID, never the first.
+    let mut host2 = request(&[]);
+    host2.now = NOW;
+    host2.draws.set(host.draws.get());
+    let mut s2 = root.stream();
+    s2.on_request_headers(&host2);
+    assert_ne!(one(&host2, Map::Request, "x-session-id"), first);
+    // And an attacker who learnt the uncommitted ID cannot present it: it was never signed.
+    let forged = format!("__Host-session={first}");
+    let mut host3 = request(&[("cookie", &forged)]);
+    host3.now = NOW;
+    host3.draws.set(100);
+    let mut s3 = root.stream();
+    s3.on_request_headers(&host3);
+    assert_ne!(one(&host3, Map::Request, "x-session-id"), first);
+    assert!(host3.values(Map::Request, "cookie").is_empty());
+}
+
+/// A private page on the same kind of request commits: cookie set, response uncacheable.
+#[test]
+fn private_response_commits_the_fresh_id() {
+    let mut host = request(&[]);
+    let root = configured(&mut host, "");
+    let mut s = root.stream();
+    s.on_request_headers(&host);
+    let id = one(&host, Map::Request, "x-session-id");
+    host.set_response(&[(":status", "200"), ("cache-control", "max-age=60")]);
+    s.on_response_headers(&host);
+    let set = one(&host, Map::Response, "set-cookie");
+    assert!(set.starts_with("__Host-session=v2.k1."), "{set}");
+    assert_eq!(
+        one(&host, Map::Response, "cache-control"),
+        "private, max-age=60"
+    );
+    assert_eq!(host.counter("session_guard.session.minted"), 1);
+    // The committed cookie carries the forwarded ID.
+    let cookie = set.split(';').next().unwrap().to_string();
+    let mut back = request(&[("cookie", &cookie)]);
+    back.now = NOW;
+    let mut s2 = root.stream();
+    s2.on_request_headers(&back);
+    assert_eq!(one(&back, Map::Request, "x-session-id"), id);
 }

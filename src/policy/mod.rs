@@ -7,6 +7,7 @@
 //! trusted-cluster rule `trust.rs`, counting and logging `record.rs`.
 
 mod app_cookies;
+mod cache;
 mod record;
 mod request;
 mod response;
@@ -15,10 +16,11 @@ mod session;
 mod trust;
 
 pub use app_cookies::{bind_response, filter_request, AppCookie};
+pub use cache::{commit, partial, shared_cacheable};
 pub use record::{Level, Record};
 pub use request::{
-    cookie_header_without_mesh_cookie, decide_request, grant_signal, mint, scrub_referer,
-    strip_spoofed, upstream_headers, url_defense, UrlStep,
+    cookie_header_without_mesh_cookie, decide_request, exempt_path, grant_signal, mint, navigation,
+    scrub_referer, strip_spoofed, upstream_headers, url_defense, who_mints, Mints, UrlStep,
 };
 pub use response::{
     apply_signal, cache_headers, decide_response, harden_upstream_cookies, mesh_set_cookie,
@@ -48,6 +50,11 @@ pub struct RequestView<'a> {
     pub authority: Option<&'a [u8]>,
     /// `User-Agent`, for the client fingerprint (`detect.client_change`).
     pub user_agent: Option<&'a [u8]>,
+    /// `Sec-Fetch-Mode` and `Accept`, for `cookie.anonymous: "navigate"`.
+    pub sec_fetch_mode: Option<&'a [u8]>,
+    pub accept: Option<&'a [u8]>,
+    /// Whether `Access-Control-Request-Method` is present (with `OPTIONS`: a CORS preflight).
+    pub cors_request_method: bool,
     pub now: u64,
 }
 
@@ -103,6 +110,9 @@ pub struct Pending {
     pub spare_id: Option<SessionId>,
     /// One word for access logs (filter state `session_guard.decision`).
     pub decision: &'static str,
+    /// `cookie.anonymous: "navigate"` and the request is no navigation: a fresh ID is
+    /// committed only by a response that sets a cookie (or signals).
+    pub navigation_only: bool,
 }
 
 #[derive(Debug)]
@@ -128,8 +138,11 @@ pub struct ResponseView<'a> {
     pub set_cookies: Vec<&'a [u8]>,
     /// Every `Cache-Control` value, joined with ", " (one header's worth).
     pub cache_control: Option<std::borrow::Cow<'a, [u8]>>,
-    /// Names of targeted cache fields present (`CDN-Cache-Control`, `Surrogate-Control`, ...).
-    pub targeted_cache: Vec<&'a str>,
+    /// Targeted cache fields present (`CDN-Cache-Control`, `Surrogate-Control`, ...): name
+    /// and value (the first, for [`shared_cacheable`]).
+    pub targeted_cache: Vec<(&'a str, &'a [u8])>,
+    /// `:status`, for [`partial`].
+    pub status: Option<&'a [u8]>,
     pub now: u64,
 }
 
@@ -175,6 +188,7 @@ pub fn invalid_counter(reason: Invalid) -> Counter {
 }
 
 /// A header value fit for a log line (Envoy's request id), or "-".
+#[inline(never)]
 fn printable(v: Option<&[u8]>) -> String {
     match v {
         Some(v) if !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()) => {
@@ -185,14 +199,17 @@ fn printable(v: Option<&[u8]>) -> String {
 }
 
 /// A one-way hash of a cookie value: logs never carry the value itself.
+#[inline(never)]
 fn value_tag(v: &[u8]) -> String {
     token::hex16(&token::value_hash(v))
 }
 
+#[inline(never)]
 fn tag(id: &SessionId) -> String {
     token::hex16(&token::session_hash(id))
 }
 
+#[inline(never)]
 fn session_tag(s: Option<&Session>) -> String {
     s.map_or_else(|| "-".to_string(), |s| tag(&s.id))
 }
@@ -206,3 +223,14 @@ fn session_tag(s: Option<&Session>) -> String {
     clippy::type_complexity
 )]
 mod tests;
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity
+)]
+#[path = "commit_tests.rs"]
+mod commit_tests;

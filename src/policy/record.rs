@@ -30,10 +30,12 @@ impl Record {
         }
     }
 
+    #[inline(never)]
     pub fn count(&mut self, c: Counter) {
         self.count_n(c, 1);
     }
 
+    #[inline(never)]
     pub fn count_n(&mut self, c: Counter, n: u64) {
         if n > 0 {
             self.counters.push((c, n));
@@ -41,10 +43,12 @@ impl Record {
     }
 
     /// An info line (attacks, refusals, failures: what operators see by default).
+    #[cold]
     pub fn info(&mut self, msg: fmt::Arguments<'_>) {
         self.log(Level::Info, msg);
     }
 
+    #[cold]
     pub fn log(&mut self, level: Level, msg: fmt::Arguments<'_>) {
         let line = format!("{msg} request_id={}", self.request_id);
         self.logs.push((level, line));

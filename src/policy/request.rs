@@ -5,7 +5,7 @@ use super::{
     app_cookies, printable, session, tag, Ctx, Issue, LocalReply, Pending, Record, RequestDecision,
     RequestEdits, RequestOutcome, RequestView,
 };
-use crate::config::{ClientChange, Config, UrlAction};
+use crate::config::{Anonymous, ClientChange, Config, UrlAction};
 use crate::cookies::{self, Rewrite};
 use crate::metrics::Counter;
 use crate::token::{self, Session, SessionId};
@@ -30,6 +30,7 @@ pub fn decide_request(
         UrlStep::Reply((r, word)) => return reply(r, word, req.now, rec),
     }
     edits.referer = scrub_referer(cfg, req.referer, &mut rec);
+    let exempt = exempt_path(cfg, edits.path.as_deref().or(req.path), &mut rec);
 
     // Defense 2: the only session an upstream sees was minted, and signed, by the mesh:
     // signature, age, scope, revocation, client (session.rs), then the app cookies bound to it.
@@ -40,13 +41,23 @@ pub fn decide_request(
     let checked = check.decision();
     let (session, issue) = session::adopt_session(check, &mut rec);
     let without_mesh = cookie_header_without_mesh_cookie(cfg, &req.cookies, found.count);
-    let (mut session, mut issue) = mint(cfg, session, issue, &ctx, random_id, &mut rec);
+    let who = who_mints(cfg, req, exempt);
+    let may_mint = who != Mints::Nobody;
+    let (mut session, mut issue) = mint(may_mint, session, issue, &ctx, random_id, &mut rec);
     let minted = issue == Issue::Minted && checked == "none";
-    let decision = if minted { "minted" } else { checked };
+    let decision = match (minted, exempt) {
+        (true, _) => "minted",
+        (false, true) if checked == "none" => "exempt",
+        _ => checked,
+    };
     let (current, s) = (without_mesh, session.as_mut());
     let app =
         app_cookies::filter_request(cfg, &req.cookies, current, s, &mut issue, req.now, &mut rec);
     edits.cookies = app.cookies;
+    if exempt && issue == Issue::Reissued {
+        // An exempt path never carries the mesh cookie: the re-issue waits for another path.
+        issue = Issue::None;
+    }
 
     // What upstreams get: only the mesh's word on sessions.
     edits.remove = strip_spoofed(&req.spoofed, &mut rec);
@@ -63,6 +74,7 @@ pub fn decide_request(
         app_cookies: app.kept,
         spare_id,
         decision,
+        navigation_only: who == Mints::OnCookie,
         ..pending(session, issue, rec.request_id.clone(), req.now)
     };
     RequestDecision {
@@ -147,6 +159,7 @@ pub fn url_defense(cfg: &Config, method: &[u8], path: Option<&[u8]>, rec: &mut R
     }
 }
 
+#[cold]
 fn bad_request(body: &'static [u8]) -> LocalReply {
     LocalReply {
         status: 400,
@@ -189,17 +202,69 @@ pub fn cookie_header_without_mesh_cookie(
     Some(list)
 }
 
-/// A request without a valid session gets a new anonymous one (unless `cookie.anonymous` is
-/// off); without randomness, none (counted as an internal error).
+/// `exempt.paths`: whether the request's path (after the URL defense) is exempt; counted.
+#[inline(never)]
+pub fn exempt_path(cfg: &Config, path: Option<&[u8]>, rec: &mut Record) -> bool {
+    let exempt = path.is_some_and(|p| cfg.exempt(p));
+    if exempt {
+        rec.count(Counter::Exempt);
+    }
+    exempt
+}
+
+/// For whom a request without a valid session gets a fresh ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mints {
+    /// Committed by the response unless it is shared-cacheable.
+    Anyone,
+    /// `cookie.anonymous: "navigate"`, not a navigation: committed only by a response that
+    /// sets a cookie (or signals).
+    OnCookie,
+    /// No fresh ID: exempt paths, CORS preflights, `cookie.anonymous: false`.
+    Nobody,
+}
+
+/// Who gets a pre-login session: never on an exempt path or a CORS preflight (`OPTIONS`
+/// with `Access-Control-Request-Method`), then as `cookie.anonymous` says.
+#[inline(never)]
+pub fn who_mints(cfg: &Config, req: &RequestView<'_>, exempt: bool) -> Mints {
+    let preflight = req.method == b"OPTIONS" && req.cors_request_method;
+    if exempt || preflight {
+        return Mints::Nobody;
+    }
+    match cfg.cookie.anonymous {
+        Anonymous::Always => Mints::Anyone,
+        Anonymous::Never => Mints::Nobody,
+        Anonymous::Navigate if navigation(req) => Mints::Anyone,
+        Anonymous::Navigate => Mints::OnCookie,
+    }
+}
+
+/// A document navigation: `Sec-Fetch-Mode: navigate`, or, without Fetch metadata, a GET or
+/// HEAD whose `Accept` names `text/html`.
+pub fn navigation(req: &RequestView<'_>) -> bool {
+    if let Some(mode) = req.sec_fetch_mode {
+        return mode.trim_ascii().eq_ignore_ascii_case(b"navigate");
+    }
+    let get = req.method == b"GET" || req.method == b"HEAD";
+    let html = req
+        .accept
+        .is_some_and(|a| a.windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html")));
+    get && html
+}
+
+/// A request without a valid session gets a fresh ID when `allowed` (see [`who_mints`]);
+/// without randomness, none (counted as an internal error). The response decides whether it
+/// is committed (`cache.rs`); `session.minted` is counted there.
 pub fn mint(
-    cfg: &Config,
+    allowed: bool,
     session: Option<Session>,
     issue: Issue,
     ctx: &Ctx<'_>,
     random_id: RandomId<'_>,
     rec: &mut Record,
 ) -> (Option<Session>, Issue) {
-    if session.is_some() || !cfg.cookie.anonymous {
+    if session.is_some() || !allowed {
         return (session, issue);
     }
     let Some(id) = random_id() else {
@@ -208,12 +273,12 @@ pub fn mint(
         return (None, issue);
     };
     let s = app_cookies::fresh_session(SessionId(id), ctx.now, None, ctx.scope, ctx.ua.as_ref());
-    rec.count(Counter::SessionMinted);
-    rec.debug(|| format!("session minted session={}", tag(&s.id)));
+    rec.debug(|| format!("session drawn session={}", tag(&s.id)));
     (Some(s), Issue::Minted)
 }
 
 /// The mesh's upstream headers that the client sent itself: removed, counted.
+#[cold]
 pub fn strip_spoofed(spoofed: &[&str], rec: &mut Record) -> Vec<String> {
     if spoofed.is_empty() {
         return Vec::new();
@@ -276,9 +341,11 @@ fn pending(session: Option<Session>, issue: Issue, request_id: String, now: u64)
         app_cookies: Vec::new(),
         spare_id: None,
         decision: "none",
+        navigation_only: false,
     }
 }
 
+#[cold]
 fn reply(r: LocalReply, word: &'static str, now: u64, rec: Record) -> RequestDecision {
     let mut pending = pending(None, Issue::None, rec.request_id.clone(), now);
     pending.decision = word;
@@ -369,7 +436,7 @@ mod tests {
             ua: None,
         };
         let kept = mint(
-            &c,
+            true,
             Some(s.clone()),
             Issue::None,
             &ctx,
@@ -377,21 +444,27 @@ mod tests {
             &mut r,
         );
         assert_eq!(kept, (Some(s), Issue::None));
-        let (m, issue) = mint(&c, None, Issue::None, &ctx, &mut || Some([2; 16]), &mut r);
+        let (m, issue) = mint(true, None, Issue::None, &ctx, &mut || Some([2; 16]), &mut r);
         assert_eq!((m.unwrap().id, issue), (SessionId([2; 16]), Issue::Minted));
-        let off = cfg(r#","cookie":{"anonymous":false}"#);
         assert_eq!(
-            mint(&off, None, Issue::None, &ctx, &mut || Some([2; 16]), &mut r).0,
+            mint(
+                false,
+                None,
+                Issue::None,
+                &ctx,
+                &mut || Some([2; 16]),
+                &mut r
+            )
+            .0,
             None
         );
         assert_eq!(
-            mint(&c, None, Issue::None, &ctx, &mut || None, &mut r).0,
+            mint(true, None, Issue::None, &ctx, &mut || None, &mut r).0,
             None
         );
-        assert_eq!(
-            r.counters,
-            vec![(Counter::SessionMinted, 1), (Counter::InternalError, 1)]
-        );
+        // Minted is counted when the response commits (cache.rs).
+        assert_eq!(r.counters, vec![(Counter::InternalError, 1)]);
+        let _ = c;
     }
 
     #[test]

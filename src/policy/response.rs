@@ -21,15 +21,24 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
     // Defense 3: rotation. Trust first: an untrusted cluster's signal changes nothing.
     let signal = trust_signal(parse_signal(&resp.signals), p.may_signal, &mut rec);
     let subject = resp.subjects.first().map(|s| s.trim_ascii());
-    let mut mesh = MeshCookie::from_request(p);
-    if let Some(m) = apply_signal(signal, subject, p, resp.now, &mut rec) {
+    // A fresh ID is committed, and a re-issue lands, only where the commit rule allows.
+    let mut mesh = super::cache::commit(p, resp, &mut rec);
+    let signalled = apply_signal(signal, subject, p, resp.now, &mut rec);
+    let rotated_or_ended = signalled.is_some();
+    if let Some(m) = signalled {
         mesh = m;
     }
     app_cookies::bind_response(cfg, &mut mesh, p, &resp.set_cookies, &mut rec);
+    if !rotated_or_ended && super::cache::partial(resp.status) {
+        // A cache merges a 304's fields into the stored object: no cookie of ours there.
+        mesh = MeshCookie::Keep;
+    }
     let decision = decision(p, signal, &mesh);
     let session_hash = match &mesh {
         MeshCookie::Set(s) => Some(token::session_hash(&s.id)),
         MeshCookie::Expire => None,
+        // An ID never committed is no session.
+        MeshCookie::Keep if p.issue == Issue::Minted => None,
         MeshCookie::Keep => p
             .session_hash
             .or_else(|| p.session.as_ref().map(|s| token::session_hash(&s.id))),
@@ -68,6 +77,8 @@ fn decision(p: &Pending, signal: Signal, mesh: &MeshCookie) -> &'static str {
         (Signal::Privilege, MeshCookie::Set(_)) => "rotated_privilege",
         (Signal::Logout | Signal::Conflicting, _) | (_, MeshCookie::Expire) => "logout",
         (_, MeshCookie::Set(_)) if p.session.is_none() => "minted",
+        (_, MeshCookie::Keep) if p.decision == "minted" => "not_committed",
+        (_, MeshCookie::Keep) if p.decision == "reissued" => "valid",
         _ => p.decision,
     }
 }
@@ -136,16 +147,6 @@ pub enum MeshCookie {
     Expire,
 }
 
-impl MeshCookie {
-    /// As decided on the request: a minted or re-issued session's cookie is set.
-    pub fn from_request(p: &Pending) -> Self {
-        match (p.issue, &p.session) {
-            (Issue::Minted | Issue::Reissued, Some(s)) => MeshCookie::Set(s.clone()),
-            _ => MeshCookie::Keep,
-        }
-    }
-}
-
 /// Applies a trusted signal; `None`: the mesh cookie stays as the request decided.
 pub fn apply_signal(
     signal: Signal,
@@ -210,6 +211,7 @@ fn signal_subject(
 }
 
 /// Commits the ID forwarded as `x-session-id-next`; without one, ends the session instead.
+#[cold]
 fn rotate(
     login: bool,
     subject: Option<String>,
@@ -286,11 +288,11 @@ pub fn mesh_set_cookie(cfg: &Config, mesh: &MeshCookie, now: u64) -> Option<Stri
 /// CDNs read targeted fields (RFC 9213 `CDN-Cache-Control`, `Surrogate-Control`, ...)
 /// *before* `Cache-Control`: on a response that carries the mesh cookie each one present
 /// becomes `no-store`, so no shared cache stores the cookie for the next visitor.
-pub fn targeted_cache_headers(sets_mesh_cookie: bool, present: &[&str]) -> Vec<String> {
+pub fn targeted_cache_headers(sets_mesh_cookie: bool, present: &[(&str, &[u8])]) -> Vec<String> {
     if !sets_mesh_cookie {
         return Vec::new();
     }
-    present.iter().map(|n| n.to_string()).collect()
+    present.iter().map(|(n, _)| n.to_string()).collect()
 }
 
 /// A response that sets the mesh cookie is never stored by a shared cache: the new

@@ -192,8 +192,8 @@ pub fn adopt_session(check: CookieCheck<'_>, rec: &mut Record) -> (Option<Sessio
             if !reissue {
                 return (Some(session), Issue::None);
             }
-            rec.count(Counter::SessionReissued);
-            rec.debug(|| format!("session re-issued session={}", tag(&session.id)));
+            // Counted when a response carries it (cache.rs): it may wait for another one.
+            rec.debug(|| format!("session re-issue due session={}", tag(&session.id)));
             (Some(session), Issue::Reissued)
         }
         CookieCheck::Invalid {
@@ -214,6 +214,7 @@ pub fn adopt_session(check: CookieCheck<'_>, rec: &mut Record) -> (Option<Sessio
     }
 }
 
+#[cold]
 fn refused(reason: Invalid, value: &[u8], session: Option<[u8; 8]>, rec: &mut Record) {
     rec.count(invalid_counter(reason));
     // Expiry is ordinary; anything else may be an attack and is logged at info.

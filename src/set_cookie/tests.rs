@@ -15,7 +15,7 @@ fn cfg() -> CookieConfig {
         secure: true,
         max_age_s: 43_200,
         idle_timeout_s: 1800,
-        anonymous: true,
+        anonymous: crate::config::Anonymous::Always,
     }
 }
 

@@ -26,6 +26,9 @@ pub enum Framework {
     Express,
     /// PHP's session module under `php -S`, Debian's php-cli defaults, cookie `PHPSESSID`.
     Php,
+    /// Tomcat 10 (Debian's `tomcat10`), its own `HttpSession`, cookie `JSESSIONID`, cookie and
+    /// URL (`;jsessionid=`) tracking; JSPs compiled by Jasper at first use.
+    Tomcat,
 }
 
 impl Framework {
@@ -34,6 +37,7 @@ impl Framework {
         match self {
             Framework::Express => "connect.sid",
             Framework::Php => "PHPSESSID",
+            Framework::Tomcat => "JSESSIONID",
         }
     }
 }
@@ -41,17 +45,29 @@ impl Framework {
 /// The passwords the apps of tests/apps/ accept.
 pub const VICTIM_LOGIN: &str = "user=victim&password=victim-pass";
 
-/// The first `127.0.0.1:<port>` in what a child printed: how a child that bound port 0 itself
-/// reports the port it got.
-pub fn reported_port(log: &str) -> Option<u16> {
-    const AT: &str = "127.0.0.1:";
-    log.match_indices(AT).find_map(|(i, _)| {
-        let rest = log.get(i + AT.len()..)?;
-        let end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        rest.get(..end)?.parse().ok().filter(|p| *p != 0)
-    })
+/// The port in Tomcat's `Starting ProtocolHandler ["http-nio-127.0.0.1-auto-1-<port>"]`.
+fn tomcat_port(log: &str) -> Option<u16> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("Starting ProtocolHandler"))?;
+    let name = line.split('"').nth(1)?;
+    name.contains("-auto-").then_some(())?;
+    name.rsplit('-').next()?.parse().ok()
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read tests/apps/tomcat") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
 }
 
 /// A running framework app. Dropping it kills the process and removes its temp dir.
@@ -70,6 +86,9 @@ impl App {
 
     /// [`App::start`] with extra environment variables (e.g. `APP_PREFIX`).
     pub async fn start_with_env(framework: Framework, env: &[(&str, &str)]) -> App {
+        if framework == Framework::Tomcat {
+            return App::start_tomcat().await;
+        }
         let root = manifest_dir();
         // Each app binds port 0 itself and prints the port it got (see `wait_ready`): a port
         // picked here and handed over could be taken by another test in between.
@@ -85,6 +104,7 @@ impl App {
                 c.arg(dir.join("app.js")).arg("0");
                 c
             }
+            Framework::Tomcat => unreachable!("started by start_tomcat"),
             Framework::Php => {
                 let mut c = Command::new("php");
                 c.arg("-S")
@@ -116,6 +136,61 @@ impl App {
 
     /// Waits until the app has printed the port it bound (`127.0.0.1:<port>`: Express's own
     /// line, PHP's "Development Server (http://127.0.0.1:<port>) started") and accepts on it.
+    /// Tomcat with a private `CATALINA_BASE` (tests/apps/tomcat plus Debian's default
+    /// `conf/web.xml`), `catalina.sh run` in the foreground. Its connector binds port 0 itself;
+    /// the port is read from the startup log line naming the connector after it
+    /// (`Starting ProtocolHandler ["http-nio-127.0.0.1-auto-1-43515"]`).
+    async fn start_tomcat() -> App {
+        let home = PathBuf::from("/usr/share/tomcat10");
+        assert!(
+            home.join("bin/catalina.sh").is_file(),
+            "Debian's tomcat10 is not installed (run `make apps-deps`)"
+        );
+        let dir = unique_dir("tomcat");
+        copy_tree(&manifest_dir().join("tests/apps/tomcat"), &dir);
+        std::fs::copy("/etc/tomcat10/web.xml", dir.join("conf/web.xml")).expect("conf/web.xml");
+        for d in ["logs", "temp", "work"] {
+            std::fs::create_dir_all(dir.join(d)).expect("CATALINA_BASE dirs");
+        }
+        let log = std::fs::File::create(dir.join("app.log")).expect("create app.log");
+        let child = Command::new(home.join("bin/catalina.sh"))
+            .arg("run")
+            .env("CATALINA_HOME", &home)
+            .env("CATALINA_BASE", &dir)
+            .env("CATALINA_PID", dir.join("tomcat.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup app.log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn catalina.sh: {e} (run `make apps-deps`)"));
+        let mut app = App {
+            child,
+            port: 0,
+            dir,
+            framework: Framework::Tomcat,
+        };
+        // A JVM on a busy machine: more than STARTUP_TIMEOUT.
+        let deadline = Instant::now() + STARTUP_TIMEOUT * 6;
+        while app.port == 0 {
+            if let Some(status) = app.child.try_wait().expect("try_wait tomcat") {
+                panic!(
+                    "Tomcat exited at startup ({status}): {}",
+                    tail(&app.log(), 30)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Tomcat did not start: {}",
+                tail(&app.log(), 30)
+            );
+            app.port = tomcat_port(&app.log()).unwrap_or(0);
+            tokio::time::sleep(POLL).await;
+        }
+        app.wait_ready().await;
+        app
+    }
+
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {

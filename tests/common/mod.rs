@@ -74,6 +74,7 @@ pub mod istio;
 pub mod mesh;
 pub mod process;
 pub mod upstream;
+pub mod varnish;
 
 pub use apps::*;
 pub use client::*;
@@ -83,6 +84,7 @@ pub use h2_raw::*;
 pub use mesh::*;
 pub use process::*;
 pub use upstream::*;
+pub use varnish::*;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -164,6 +164,7 @@ section! {
         revoke: RawRevoke,
         detect: RawDetect,
         observe: RawObserve,
+        exempt: RawExempt,
     }
 }
 
@@ -184,7 +185,7 @@ section! {
         idle_timeout_s: u64,
         scope: String,
         legacy_hosts: Vec<String>,
-        anonymous: bool,
+        anonymous: super::Anonymous,
     }
 }
 
@@ -232,6 +233,27 @@ section! {
 section! {
     RawObserve {
         filter_state: bool,
+    }
+}
+
+section! {
+    RawExempt {
+        paths: Vec<String>,
+    }
+}
+
+/// `cookie.anonymous`: `true`, `false` or `"navigate"`.
+const ANONYMOUS: &str = "must be true, false or \"navigate\"";
+
+impl FromJson for super::Anonymous {
+    fn from_json(v: &Value, path: &str) -> Result<Self, ConfigError> {
+        match v {
+            Value::Bool(true) => Ok(super::Anonymous::Always),
+            Value::Bool(false) => Ok(super::Anonymous::Never),
+            Value::String(s) if s == "navigate" => Ok(super::Anonymous::Navigate),
+            Value::String(_) => Err(ConfigError::new(path, ANONYMOUS)),
+            _ => Err(wrong(path, "true, false or \"navigate\"", v)),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! uses `validate_sessions` (the session sections), both use `fields` (shared field rules). The main crate re-exports this crate as
 //! `session_guard::config`.
 
+mod exempt;
 mod fields;
 mod host;
 mod json;
@@ -161,7 +162,18 @@ pub struct CookieConfig {
     pub secure: bool,
     pub max_age_s: u64,
     pub idle_timeout_s: u64,
-    pub anonymous: bool,
+    pub anonymous: Anonymous,
+}
+
+/// `cookie.anonymous`: who gets a pre-login session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anonymous {
+    /// `true`: any request without a valid session (committed per the commit rule).
+    Always,
+    /// `"navigate"`: document navigations, and responses that set a cookie or signal.
+    Navigate,
+    /// `false`: sessions exist only after a login signal (or to hold an app cookie binding).
+    Never,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,6 +316,8 @@ pub struct Config {
     pub detect: DetectConfig,
     /// `observe.filter_state`: publish the session hash and decision as filter state.
     pub filter_state: bool,
+    /// `exempt.paths`: path prefixes where nothing is minted or re-issued ([`Config::exempt`]).
+    pub exempt_paths: Vec<String>,
 }
 
 impl Config {
@@ -341,6 +355,11 @@ impl Config {
             .sessions
             .binary_search(&u64::from_be_bytes(*hash))
             .is_ok()
+    }
+    /// Whether `path` (a request's `:path`, query included) is under one of `exempt.paths`:
+    /// see [`exempt::matches`].
+    pub fn exempt(&self, path: &[u8]) -> bool {
+        !self.exempt_paths.is_empty() && exempt::matches(&self.exempt_paths, path)
     }
     /// The time before which `subject`'s sessions are invalid, from `revoke.subjects`.
     pub fn subject_revoked_before(&self, subject: &str) -> Option<u64> {
@@ -406,3 +425,5 @@ pub fn is_token_byte(b: u8) -> bool {
 mod tests;
 #[cfg(test)]
 mod tests_contract;
+#[cfg(test)]
+mod tests_exempt;

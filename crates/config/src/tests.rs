@@ -29,7 +29,8 @@ fn minimal_config_gets_contract_defaults() {
     assert!(c.cookie.secure);
     assert_eq!(c.cookie.max_age_s, 43_200);
     assert_eq!(c.cookie.idle_timeout_s, 1_800);
-    assert!(c.cookie.anonymous);
+    assert_eq!(c.cookie.anonymous, Anonymous::Always);
+    assert!(c.exempt_paths.is_empty());
     assert_eq!(c.url.action, UrlAction::Strip);
     for p in [
         "jsessionid",

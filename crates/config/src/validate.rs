@@ -34,6 +34,7 @@ pub(super) fn config(raw: RawConfig, env: Env) -> Result<Config, ConfigError> {
         detect: detect(raw.detect.unwrap_or_default())?,
         // `observe.filter_state`: publish session_guard.session/.decision (two host calls).
         filter_state: raw.observe.and_then(|o| o.filter_state).unwrap_or(true),
+        exempt_paths: super::exempt::paths(raw.exempt.and_then(|e| e.paths))?,
         cookie,
     };
     cross_checks(&config)?;
@@ -191,7 +192,7 @@ fn cookie(rc: RawCookie) -> Result<CookieConfig, ConfigError> {
         secure,
         max_age_s,
         idle_timeout_s,
-        anonymous: rc.anonymous.unwrap_or(true),
+        anonymous: rc.anonymous.unwrap_or(Anonymous::Always),
     })
 }
 
