@@ -14,6 +14,7 @@ mod validate;
 mod validate_sessions;
 
 pub use host::host_scope;
+pub mod cookie_names;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -52,6 +53,13 @@ pub const DEFAULT_APP_COOKIES: &[&str] = &[
     "express.sid",
     "koa.sess",
     "ci_session",
+    // ASP.NET Core, Play, Beaker (Pylons, Pyramid), CakePHP, Vert.x Web, Zope.
+    ".AspNetCore.Session",
+    "PLAY_SESSION",
+    "beaker.session.id",
+    "CAKEPHP",
+    "vertx-web.session",
+    "_ZopeId",
 ];
 
 /// Upper bound on a subject, from the contract.
