@@ -54,6 +54,9 @@ counters! {
     Logout => "session_guard.logout", "sessions ended by a logout signal (cookie expired)";
     SignalUntrusted => "session_guard.signal.untrusted", "signals from clusters outside signal.trusted_clusters, ignored and removed";
     SignalInvalidSubject => "session_guard.signal.invalid_subject", "subjects refused (missing, empty, over 256 bytes or not printable ASCII)";
+    LogoutRecorded => "session_guard.logout.recorded", "sessions ended by logout recorded in this proxy's denylist (refused by every worker until their absolute expiry)";
+    LogoutRefused => "session_guard.logout.refused", "requests presenting a session this proxy's logout denylist holds (also counted as session.invalid.revoked)";
+    LogoutDenylistFull => "session_guard.logout.denylist_full", "logouts not recorded because their denylist bucket was full (the session's copies stay valid until their absolute expiry; end it fleet-wide with revoke.sessions)";
     SignalUnknown => "session_guard.signal.unknown", "signal header values other than login, privilege, logout; ignored and removed";
     SpoofedHeadersRemoved => "session_guard.spoofed_headers_removed", "client-sent x-session-id / x-session-subject / x-session-id-next headers removed";
     UpstreamCookieBlocked => "session_guard.upstream_cookie.blocked", "upstream Set-Cookie headers for the mesh cookie's name, removed";

@@ -7,6 +7,7 @@
 //! trusted-cluster rule `trust.rs`, counting and logging `record.rs`.
 
 mod app_cookies;
+pub use crate::config::denylist;
 mod record;
 mod request;
 mod response;
@@ -48,7 +49,28 @@ pub struct RequestView<'a> {
     pub authority: Option<&'a [u8]>,
     /// `User-Agent`, for the client fingerprint (`detect.client_change`).
     pub user_agent: Option<&'a [u8]>,
+    /// This proxy's logout denylist (`denylist.rs`), asked for a valid session only.
+    pub denylist: Denylist<'a>,
     pub now: u64,
+}
+
+/// Whether this proxy's logout denylist holds a session (by hash); none: it holds nothing.
+#[derive(Default, Clone, Copy)]
+pub struct Denylist<'a>(pub Option<&'a HoldsSession<'a>>);
+
+/// Asks the denylist about one session hash.
+pub type HoldsSession<'a> = dyn Fn(&[u8; 8]) -> bool + 'a;
+
+impl Denylist<'_> {
+    pub fn holds(&self, hash: &[u8; 8]) -> bool {
+        self.0.is_some_and(|f| f(hash))
+    }
+}
+
+impl std::fmt::Debug for Denylist<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Denylist")
+    }
 }
 
 /// A local response instead of forwarding.

@@ -15,6 +15,7 @@ mod validate_sessions;
 
 pub use host::host_scope;
 pub mod cookie_names;
+pub mod denylist;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
