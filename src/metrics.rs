@@ -40,7 +40,7 @@ counters! {
     InvalidOversized => "session_guard.session.invalid.oversized", "mesh cookies longer than 4096 bytes";
     InvalidExpiredAbsolute => "session_guard.session.invalid.expired_absolute", "mesh cookies older than cookie.max_age_s";
     InvalidExpiredIdle => "session_guard.session.invalid.expired_idle", "mesh cookies unused for longer than cookie.idle_timeout_s";
-    InvalidRevoked => "session_guard.session.invalid.revoked", "mesh cookies of sessions revoked by configuration (revoke.not_before, revoke.subjects, revoke.sessions)";
+    InvalidRevoked => "session_guard.session.invalid.revoked", "mesh cookies of sessions revoked by configuration (revoke.not_before, revoke.subjects, revoke.sessions) or ended by a logout on this proxy (logout.refused)";
     InvalidWrongScope => "session_guard.session.invalid.wrong_scope", "mesh cookies minted for another scope (cookie.scope: another host or tenant)";
     ClientChanged => "session_guard.session.client_changed", "valid sessions presented by a client whose User-Agent fingerprint differs from the one recorded at minting or rotation";
     AppCookieBound => "session_guard.app_cookie.bound", "app session cookies bound to the mesh session (an upstream Set-Cookie of an app_cookies name)";

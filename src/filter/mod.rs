@@ -77,26 +77,15 @@ impl Root {
         if self.metrics.0.is_empty() {
             self.metrics = Rc::new(Metrics::define(host));
         }
-        let ids = cfg.key_ids();
+        // Built in the configuration crate (optimized for size: cold code).
+        let summary = cfg.summary();
         host.log(
             LogLevel::Info,
-            format_args!(
-                "session_guard {VERSION}: configured mode={} keys=[{}] (signing: {}) cookie={} url.action={} trusted_clusters=[{}]",
-                match cfg.mode {
-                    Mode::Enforce => "enforce",
-                    Mode::Monitor => "monitor",
-                },
-                ids.join(","),
-                ids.first().copied().unwrap_or("-"),
-                cfg.cookie.name,
-                match cfg.url.action {
-                    config::UrlAction::Strip => "strip",
-                    config::UrlAction::Redirect => "redirect",
-                    config::UrlAction::Reject => "reject",
-                },
-                cfg.signal.trusted_clusters.join(","),
-            ),
+            format_args!("session_guard {VERSION}: configured {summary}"),
         );
+        if let Some(w) = cfg.warning() {
+            host.log(LogLevel::Warn, format_args!("session_guard: {w}"));
+        }
         self.config = Some(Rc::new(cfg));
         true
     }

@@ -174,3 +174,17 @@ fn mesh_names_in_trailers_are_removed() {
     r.stream().on_trailers(&m, Map::ResponseTrailers);
     assert_eq!(names(&m.response_trailers), ["x-session-guard"]);
 }
+
+/// Issue 28 ("Also"): a cookie name a sibling host can set is accepted with a warning.
+#[test]
+fn a_name_without_the_host_prefix_is_warned_about() {
+    let proxy = FakeHost::default();
+    let warned = |extra: &str| {
+        let (w, _) = worker(&proxy, extra);
+        let logs = w.logs.borrow();
+        logs.iter()
+            .any(|(l, m)| *l == LogLevel::Warn && m.contains("no __Host- prefix"))
+    };
+    assert!(!warned(""));
+    assert!(warned(r#","cookie":{"name":"sg","scope":"tenant-a"}"#));
+}

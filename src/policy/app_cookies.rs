@@ -127,7 +127,6 @@ impl Tally {
             tags.0 += 1;
         }
     }
-
     fn report(self, session: Option<&Session>, rec: &mut Record) {
         let session = session.map_or_else(|| "-".to_string(), |s| tag(&s.id));
         if self.adopted > 0 {

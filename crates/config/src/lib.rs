@@ -317,6 +317,38 @@ impl Config {
     pub fn signing_key(&self) -> Option<&Key> {
         self.keys.first()
     }
+    /// The start-up line's fields: `mode=... keys=[...] (signing: ...) cookie=...
+    /// url.action=... trusted_clusters=[...]`. Never a secret.
+    pub fn summary(&self) -> String {
+        let ids = self.key_ids();
+        format!(
+            "mode={} keys=[{}] (signing: {}) cookie={} url.action={} trusted_clusters=[{}]",
+            match self.mode {
+                Mode::Enforce => "enforce",
+                Mode::Monitor => "monitor",
+            },
+            ids.join(","),
+            ids.first().copied().unwrap_or("-"),
+            self.cookie.name,
+            match self.url.action {
+                UrlAction::Strip => "strip",
+                UrlAction::Redirect => "redirect",
+                UrlAction::Reject => "reject",
+            },
+            self.signal.trusted_clusters.join(","),
+        )
+    }
+
+    /// A warning for a configuration that is accepted but weaker than it looks: a cookie name
+    /// without the `__Host-` prefix can be set by a sibling host (with an app cookie bound to
+    /// it), which defeats app cookie binding for a victim without a mesh session. Not refused:
+    /// a fixed `cookie.scope` shared by several hosts needs such a name (docs/app-cookies.md).
+    pub fn warning(&self) -> Option<&'static str> {
+        (!self.cookie.name.starts_with("__Host-")).then_some(
+            "cookie.name has no __Host- prefix: a sibling host can set it, with an app cookie bound to it",
+        )
+    }
+
     pub fn key_ids(&self) -> Vec<&str> {
         self.keys.iter().map(|k| k.id.as_str()).collect()
     }
