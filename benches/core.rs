@@ -74,6 +74,7 @@ impl Host for BenchHost {
         Ok(match map {
             Map::Request => self.request.clone(),
             Map::Response => self.response.clone(),
+            Map::RequestTrailers | Map::ResponseTrailers => HeaderMap::default(),
         })
     }
     fn replace_header(&self, _: Map, _: &str, _: &[u8]) -> Result<(), HostError> {
@@ -107,6 +108,19 @@ impl Host for BenchHost {
     }
     fn send_local_response(&self, _: u32, _: &[(&str, String)], _: &[u8]) -> bool {
         true
+    }
+    /// The logout denylist's worst case for a valid session: its bucket full of other
+    /// sessions (16 entries, 256 bytes copied and scanned).
+    fn shared_get(&self, _: &str) -> Option<(Vec<u8>, u32)> {
+        let mut bucket = Vec::with_capacity(256);
+        for n in 0..16u8 {
+            bucket.extend_from_slice(&[0xee, n, 0, 0, 0, 0, 0, 0]);
+            bucket.extend_from_slice(&u64::MAX.to_be_bytes());
+        }
+        Some((bucket, 1))
+    }
+    fn shared_set(&self, _: &str, _: &[u8], _: u32) -> Result<(), HostError> {
+        Ok(())
     }
     fn define_counter(&self, _: &str) -> Option<u32> {
         Some(1)

@@ -11,6 +11,8 @@ use std::fmt;
 pub enum Map {
     Request,
     Response,
+    RequestTrailers,
+    ResponseTrailers,
 }
 
 /// A host call that did not succeed; the caller counts it and carries on.
@@ -43,6 +45,13 @@ pub trait Host {
     fn random_bytes(&self, buf: &mut [u8]) -> bool;
     /// Answers the request locally; `false` if the host refused.
     fn send_local_response(&self, status: u32, headers: &[(&str, String)], body: &[u8]) -> bool;
+    /// Proxy-Wasm shared data (one store per Envoy process and VM id, shared by every worker,
+    /// kept across configuration pushes): the value and its CAS token; `None` when the key is
+    /// absent or on any error.
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// Sets `key` if its CAS token is still `cas` (0: whatever it is); `Err` on a CAS mismatch
+    /// (another worker wrote first) or any other failure.
+    fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError>;
     fn define_counter(&self, name: &str) -> Option<u32>;
     fn increment_counter(&self, id: u32, by: i64) -> Result<(), HostError>;
     /// Whether a line at `level` would be printed (lines that would not are never built).

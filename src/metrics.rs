@@ -42,7 +42,7 @@ counters! {
     InvalidOversized => "session_guard.session.invalid.oversized", "mesh cookies longer than 4096 bytes";
     InvalidExpiredAbsolute => "session_guard.session.invalid.expired_absolute", "mesh cookies older than cookie.max_age_s";
     InvalidExpiredIdle => "session_guard.session.invalid.expired_idle", "mesh cookies unused for longer than cookie.idle_timeout_s";
-    InvalidRevoked => "session_guard.session.invalid.revoked", "mesh cookies of sessions revoked by configuration (revoke.not_before, revoke.subjects, revoke.sessions)";
+    InvalidRevoked => "session_guard.session.invalid.revoked", "mesh cookies of sessions revoked by configuration (revoke.not_before, revoke.subjects, revoke.sessions) or ended by a logout on this proxy (logout.refused)";
     InvalidWrongScope => "session_guard.session.invalid.wrong_scope", "mesh cookies minted for another scope (cookie.scope: another host or tenant)";
     ClientChanged => "session_guard.session.client_changed", "valid sessions presented by a client whose User-Agent fingerprint differs from the one recorded at minting or rotation";
     AppCookieBound => "session_guard.app_cookie.bound", "app session cookies bound to the mesh session (an upstream Set-Cookie of an app_cookies name)";
@@ -56,6 +56,9 @@ counters! {
     Logout => "session_guard.logout", "sessions ended by a logout signal (cookie expired)";
     SignalUntrusted => "session_guard.signal.untrusted", "signals from clusters outside signal.trusted_clusters, ignored and removed";
     SignalInvalidSubject => "session_guard.signal.invalid_subject", "subjects refused (missing, empty, over 256 bytes or not printable ASCII)";
+    LogoutRecorded => "session_guard.logout.recorded", "sessions ended by logout recorded in this proxy's denylist (refused by every worker until their absolute expiry)";
+    LogoutRefused => "session_guard.logout.refused", "requests presenting a session this proxy's logout denylist holds (also counted as session.invalid.revoked)";
+    LogoutDenylistFull => "session_guard.logout.denylist_full", "logouts not recorded because their denylist bucket was full (the session's copies stay valid until their absolute expiry; end it fleet-wide with revoke.sessions)";
     SignalUnknown => "session_guard.signal.unknown", "signal header values other than login, privilege, logout; ignored and removed";
     SpoofedHeadersRemoved => "session_guard.spoofed_headers_removed", "client-sent x-session-id / x-session-subject / x-session-id-next headers removed";
     UpstreamCookieBlocked => "session_guard.upstream_cookie.blocked", "upstream Set-Cookie headers for the mesh cookie's name, removed";

@@ -146,11 +146,6 @@ async fn every_decision_moves_exactly_its_counters() {
             want(&[("rotation.privilege", 1), ("session.valid", 1)]),
         ),
         (
-            "logout",
-            Req::get("/auth/logout").header("cookie", c(&fresh)),
-            want(&[("logout", 1), ("session.valid", 1)]),
-        ),
-        (
             "login without subject",
             Req::get("/auth/login").header("cookie", c(&fresh)),
             want(&[
@@ -169,6 +164,21 @@ async fn every_decision_moves_exactly_its_counters() {
             Req::get("/api/x").header("cookie", c(&fresh)),
             want(&[("signal.untrusted", 1), ("session.valid", 1)]),
         ),
+        // Last: the logout ends `fresh` on this proxy (issue 28, the logout denylist).
+        (
+            "logout",
+            Req::get("/auth/logout").header("cookie", c(&fresh)),
+            want(&[("logout", 1), ("logout.recorded", 1), ("session.valid", 1)]),
+        ),
+        (
+            "logged out",
+            Req::get("/").header("cookie", c(&fresh)),
+            want(&[
+                ("logout.refused", 1),
+                ("session.invalid.revoked", 1),
+                ("session.minted", 1),
+            ]),
+        ),
     ];
     for (name, req, expected) in cases {
         let before = snapshot(&m.envoy).await;
@@ -178,6 +188,8 @@ async fn every_decision_moves_exactly_its_counters() {
         assert_eq!(delta(&before, &after), expected, "{name}");
     }
     // Upstream cookies.
+    // A new session: the cases above ended `fresh` with a logout.
+    let fresh = set_cookie_value(&send(port, Req::get("/")).await, NAME).unwrap();
     m.app.respond_with(|_| {
         Reply::ok()
             .header("set-cookie", format!("{NAME}=x"))

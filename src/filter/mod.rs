@@ -21,6 +21,8 @@ use std::sync::Arc;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 
+mod denylist;
+
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The property naming the upstream cluster of the route.
@@ -82,26 +84,15 @@ impl Root {
         if self.metrics.0.is_empty() {
             self.metrics = Arc::new(Metrics::define(host));
         }
-        let ids = cfg.key_ids();
+        // Built in the configuration crate (optimized for size: cold code).
+        let summary = cfg.summary();
         host.log(
             LogLevel::Info,
-            format_args!(
-                "session_guard {VERSION}: configured mode={} keys=[{}] (signing: {}) cookie={} url.action={} trusted_clusters=[{}]",
-                match cfg.mode {
-                    Mode::Enforce => "enforce",
-                    Mode::Monitor => "monitor",
-                },
-                ids.join(","),
-                ids.first().copied().unwrap_or("-"),
-                cfg.cookie.name,
-                match cfg.url.action {
-                    config::UrlAction::Strip => "strip",
-                    config::UrlAction::Redirect => "redirect",
-                    config::UrlAction::Reject => "reject",
-                },
-                cfg.signal.trusted_clusters.join(","),
-            ),
+            format_args!("session_guard {VERSION}: configured {summary}"),
         );
+        if let Some(w) = cfg.warning() {
+            host.log(LogLevel::Warn, format_args!("session_guard: {w}"));
+        }
         self.config = Some(Arc::new(cfg));
         true
     }
@@ -144,7 +135,10 @@ impl Stream {
         #[cfg(feature = "fault-injection")]
         fault::at_request(&headers);
         let debug = host.log_enabled(LogLevel::Debug);
-        let view = request_view(&cfg, &headers, debug, host.now_s());
+        let mut view = request_view(&cfg, &headers, debug, host.now_s());
+        let now = view.now;
+        let denylist = |hash: &[u8; 8]| denylist::logged_out(host, hash, now);
+        view.denylist = policy::Denylist(Some(&denylist));
         let mut rng = || random_id(host);
         let decision = policy::decide_request(&cfg, &view, &mut rng);
         self.record(host, decision.record);
@@ -202,6 +196,57 @@ impl Stream {
         self.publish(host, decision.decision, decision.session_hash);
         if cfg.mode == Mode::Enforce {
             self.apply_response(host, &decision.edits);
+            if decision.decision == "logout" {
+                self.deny(host, &cfg, &pending);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The session a logout ended is recorded in this proxy's denylist until its absolute
+    /// expiry (`cookie.max_age_s` after it was issued).
+    #[inline(never)]
+    fn deny<H: Host>(&self, host: &H, cfg: &Config, p: &Pending) {
+        let Some(s) = &p.session else {
+            return;
+        };
+        let hash = p.session_hash.unwrap_or_else(|| token::session_hash(&s.id));
+        let expiry = s.issued_at.saturating_add(cfg.cookie.max_age_s);
+        let outcome = denylist::record(host, &hash, expiry, p.now);
+        self.metrics.add(host, outcome, 1);
+        if outcome != Counter::LogoutRecorded {
+            let session = token::hex16(&hash);
+            let msg = format_args!("logout not recorded (denylist full or unavailable): the session stays valid until its absolute expiry session={session}");
+            host.log(LogLevel::Info, msg);
+        }
+    }
+
+    /// Trailers carry none of the mesh's names: a signal or subject in response trailers (never
+    /// honoured) does not reach the client, a session header in request trailers does not
+    /// reach an upstream. Envoy calls this only when there are trailers; the names are removed
+    /// without reading the map (removing an absent name is a no-op): the smallest code for a
+    /// rare case. Monitor mode leaves them.
+    pub fn on_trailers<H: Host>(&mut self, host: &H, map: Map) -> Flow {
+        let Some(cfg) = self.config.clone() else {
+            return Flow::Continue;
+        };
+        if cfg.mode != Mode::Enforce {
+            return Flow::Continue;
+        }
+        let names = match map {
+            Map::ResponseTrailers => [
+                &cfg.signal.header,
+                &cfg.signal.subject_header,
+                &cfg.signal.header,
+            ],
+            _ => [
+                &cfg.upstream.session_header,
+                &cfg.upstream.subject_header,
+                &cfg.upstream.next_session_header,
+            ],
+        };
+        if !names.iter().all(|n| host.remove_header(map, n).is_ok()) {
+            self.fail(host, "trailer edit");
         }
         Flow::Continue
     }
@@ -412,3 +457,6 @@ fn response_view<'a>(
     clippy::indexing_slicing
 )]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests_denylist;

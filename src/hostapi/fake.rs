@@ -6,6 +6,9 @@ use crate::wire::{Header, HeaderMap};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 
+/// Shared data: key -> (value, CAS token).
+pub type SharedData = std::collections::BTreeMap<String, (Vec<u8>, u32)>;
+
 /// A local reply sent: status, headers, body.
 pub type Reply = (u32, Vec<(String, String)>, Vec<u8>);
 
@@ -13,6 +16,8 @@ pub type Reply = (u32, Vec<(String, String)>, Vec<u8>);
 pub struct FakeHost {
     pub request: RefCell<Vec<Header>>,
     pub response: RefCell<Vec<Header>>,
+    pub request_trailers: RefCell<Vec<Header>>,
+    pub response_trailers: RefCell<Vec<Header>>,
     /// `(path joined by '.', value)`.
     pub properties: Vec<(String, Vec<u8>)>,
     pub config: Vec<u8>,
@@ -31,6 +36,11 @@ pub struct FakeHost {
     pub counters: RefCell<Vec<(String, i64)>>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     pub draws: Cell<u8>,
+    /// Shared data: key -> (value, CAS token). An `Rc` so that several roots (workers, or a
+    /// root before and after a configuration push) share one store, as in Envoy.
+    pub shared: std::rc::Rc<RefCell<SharedData>>,
+    /// Shared-data reads made (the steady path makes none for a request without a session).
+    pub shared_reads: Cell<usize>,
     /// Properties the filter set (filter state).
     pub set_properties: RefCell<Vec<(String, Vec<u8>)>>,
 }
@@ -58,6 +68,8 @@ impl FakeHost {
         match map {
             Map::Request => &self.request,
             Map::Response => &self.response,
+            Map::RequestTrailers => &self.request_trailers,
+            Map::ResponseTrailers => &self.response_trailers,
         }
     }
 
@@ -165,6 +177,25 @@ impl Host for FakeHost {
             .borrow_mut()
             .push((status, h.collect(), body.to_vec()));
         true
+    }
+
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.shared_reads.set(self.shared_reads.get() + 1);
+        if self.fail_reads {
+            return None;
+        }
+        self.shared.borrow().get(key).cloned()
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        self.write()?;
+        let mut shared = self.shared.borrow_mut();
+        let current = shared.get(key).map_or(0, |(_, c)| *c);
+        if cas != 0 && cas != current {
+            return Err(HostError);
+        }
+        shared.insert(key.to_string(), (value.to_vec(), current + 1));
+        Ok(())
     }
 
     fn define_counter(&self, name: &str) -> Option<u32> {

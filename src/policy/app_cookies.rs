@@ -8,6 +8,7 @@
 //! starts a fresh session for the victim, and the planted one never becomes authenticated.
 
 use super::{tag, value_tag, Issue, MeshCookie, Pending, Record};
+use crate::config::cookie_names;
 use crate::config::Config;
 use crate::cookies::{self, Crumb, Rewrite};
 use crate::metrics::Counter;
@@ -29,43 +30,9 @@ impl fmt::Debug for AppCookie {
     }
 }
 
-/// Whether a cookie name is one of `app_cookies`, as the apps read names: ASCII
-/// case-insensitively, and also after the rewriting PHP applies when it builds `$_COOKIE`
-/// (`.`, space and `[` become `_`, surrounding whitespace goes), so `laravel.session` counts
-/// as `laravel_session`: PHP would hand it to the app under that name.
-/// Runs for every crumb of every request with cookies: compares without allocating.
+/// Whether an upstream's `Set-Cookie` name is one of `app_cookies` (see `cookie_names.rs`).
 fn listed(cfg: &Config, name: &[u8]) -> bool {
-    let name = trim_all(name);
-    cfg.app_cookies.names.iter().any(|n| {
-        let n = n.as_bytes();
-        n.len() == name.len() && n.iter().zip(name).all(|(&a, &b)| canon(a) == canon(b))
-    })
-}
-
-fn trim_all(name: &[u8]) -> &[u8] {
-    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c | 0xa0);
-    let start = name.iter().position(|b| !ws(b)).unwrap_or(name.len());
-    let end = name.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
-    name.get(start..end).unwrap_or_default()
-}
-
-/// A name byte as PHP's `$_COOKIE` and ASCII case-insensitive comparison read it.
-fn canon(b: u8) -> u8 {
-    match b {
-        b'.' | b' ' | b'[' => b'_',
-        b => b.to_ascii_lowercase(),
-    }
-}
-
-/// A crumb that is not listed itself but hides a listed name behind a `,` in its value
-/// (`a=1, laravel_session=x`), which parsers splitting on `,` (old Rack, some Java servers)
-/// read as a cookie of its own.
-fn hides_listed(cfg: &Config, value: &[u8]) -> bool {
-    value.contains(&b',')
-        && value.split(|&b| b == b',').skip(1).any(|piece| {
-            let name = piece.split(|&b| b == b'=').next().unwrap_or_default();
-            piece.contains(&b'=') && listed(cfg, name)
-        })
+    cookie_names::name_listed(cfg, name)
 }
 
 /// What the app-cookie filter did to a request.
@@ -93,23 +60,28 @@ pub fn filter_request(
         Some(list) => list.iter().map(Vec::as_slice).collect(),
         None => original.to_vec(),
     };
-    let any =
-        |h: &&[u8]| cookies::crumbs(h).any(|c| listed(cfg, c.name) || hides_listed(cfg, c.value));
+    let any = |h: &&[u8]| cookies::crumbs(h).any(|c| cookie_names::suspect(cfg, c.name, c.value));
     if !cfg.app_cookies_enabled() || !headers.iter().any(any) {
         return Filtered {
             cookies: current,
             kept: Vec::new(),
         };
     }
-    let adopt = cfg.app_cookies.adopt_until.is_some_and(|t| now < t);
+    // Adoption only into a session valid on this request, never into one minted for it (a
+    // request whose mesh cookie was refused, e.g. a tossed duplicate, adopts nothing).
+    let adopt = cfg.app_cookies.adopt_until.is_some_and(|t| now < t) && *issue != Issue::Minted;
     let mut kept = Vec::new();
     let mut out = Vec::with_capacity(headers.len());
+    let mut tally = Tally::default();
     for h in &headers {
         let rewrite = cookies::retain(h, |c| {
-            if !listed(cfg, c.name) && !hides_listed(cfg, c.value) {
+            if !cookie_names::suspect(cfg, c.name, c.value) {
                 return true;
             }
-            let pass = admit(c, session.as_deref_mut(), adopt, issue, rec);
+            // Only a crumb that is plainly a listed cookie is adopted; one that a parser reads
+            // as such only by trimming, decoding or splitting passes only when bound.
+            let adopt = adopt && cookie_names::adoptable(cfg, c.name, c.value);
+            let pass = admit(c, session.as_deref_mut(), adopt, issue, rec, &mut tally);
             if pass {
                 kept.push(AppCookie {
                     name: c.name.to_vec(),
@@ -124,9 +96,53 @@ pub fn filter_request(
             Rewrite::Replace(v) => out.push(v),
         }
     }
+    tally.report(session.as_deref(), rec);
     Filtered {
         cookies: Some(out),
         kept,
+    }
+}
+
+/// What happened to a request's listed crumbs: counted and logged once per request, whatever
+/// the number of crumbs (a 56 KB `Cookie` header of repeated crumbs is one line, not 4,000).
+#[derive(Default)]
+struct Tally {
+    adopted: u64,
+    removed: u64,
+    /// Value hashes of the first few removed (adopted) crumbs, for the log line, with `,`.
+    removed_tags: (usize, String),
+    adopted_tags: (usize, String),
+}
+
+/// How many value hashes a log line names.
+const LOGGED_TAGS: usize = 3;
+
+impl Tally {
+    fn note(tags: &mut (usize, String), value: &[u8]) {
+        if tags.0 < LOGGED_TAGS {
+            if tags.0 > 0 {
+                tags.1.push(',');
+            }
+            tags.1.push_str(&value_tag(value));
+            tags.0 += 1;
+        }
+    }
+    fn report(self, session: Option<&Session>, rec: &mut Record) {
+        let session = session.map_or_else(|| "-".to_string(), |s| tag(&s.id));
+        if self.adopted > 0 {
+            rec.count_n(Counter::AppCookieAdopted, self.adopted);
+            rec.info(format_args!(
+                "app cookies adopted: {} cookies={} session={session}",
+                self.adopted, self.adopted_tags.1
+            ));
+        }
+        if self.removed > 0 {
+            rec.count_n(Counter::AppCookieUnbound, self.removed);
+            rec.info(format_args!(
+                "app cookies removed: {} not bound to the session cookies={} session={session}",
+                self.removed, self.removed_tags.1
+            ));
+        }
     }
 }
 
@@ -137,6 +153,7 @@ fn admit(
     adopt: bool,
     issue: &mut Issue,
     rec: &mut Record,
+    tally: &mut Tally,
 ) -> bool {
     match session {
         Some(s) if s.is_bound(c.name, c.value) => true,
@@ -146,26 +163,16 @@ fn admit(
             if s.bind(s.id.binding(c.name, c.value)) {
                 rec.count(Counter::AppCookieOverLimit);
             }
-            rec.count(Counter::AppCookieAdopted);
-            rec.info(format_args!(
-                "app cookie adopted name={} cookie={} session={}",
-                String::from_utf8_lossy(c.name),
-                value_tag(c.value),
-                tag(&s.id)
-            ));
+            tally.adopted += 1;
+            Tally::note(&mut tally.adopted_tags, c.value);
             if *issue == Issue::None {
                 *issue = Issue::Reissued;
             }
             true
         }
-        s => {
-            rec.count(Counter::AppCookieUnbound);
-            let session = s.map_or_else(|| "-".to_string(), |s| tag(&s.id));
-            rec.info(format_args!(
-                "app cookie removed: not bound to the session name={} cookie={} session={session}",
-                String::from_utf8_lossy(c.name),
-                value_tag(c.value)
-            ));
+        _ => {
+            tally.removed += 1;
+            Tally::note(&mut tally.removed_tags, c.value);
             false
         }
     }

@@ -119,3 +119,100 @@ fn binding_is_off_with_an_empty_list() {
         Some("PHPSESSID=x")
     );
 }
+
+/// Issue 28: nothing is adopted into a session minted on this request (its mesh cookie was
+/// refused, e.g. a tossed duplicate): the planted value is removed instead.
+#[test]
+fn adoption_only_into_a_session_valid_on_the_request() {
+    let c = cfg(&format!(r#","app_cookies":{{"adopt_until":{}}}"#, NOW + 60));
+    for (issue, adopted) in [
+        (Issue::None, true),
+        (Issue::Reissued, true),
+        (Issue::Minted, false),
+    ] {
+        let mut s = session_with(&[]);
+        let mut i = issue;
+        let mut rec = Record::new(false, "r".into());
+        let f = filter_request(
+            &c,
+            &[b"PHPSESSID=planted"],
+            None,
+            Some(&mut s),
+            &mut i,
+            NOW,
+            &mut rec,
+        );
+        assert_eq!(f.kept.len(), usize::from(adopted), "{issue:?}");
+        assert_eq!(s.is_bound(b"PHPSESSID", b"planted"), adopted, "{issue:?}");
+    }
+    // A crumb read as listed only by trimming, decoding or splitting is never adopted.
+    for planted in ["\u{a0}PHPSESSID=x", "PHPSESSI%44=x", "a=1 PHPSESSID=x"] {
+        let mut s = session_with(&[]);
+        let (out, counters) = run(&c, planted, &mut s);
+        assert_eq!(out, None, "{planted}");
+        assert_eq!(counters, vec!["session_guard.app_cookie.unbound"]);
+    }
+}
+
+/// Issue 28: a `Cookie` header of 4,000 listed crumbs is one count and one log line.
+#[test]
+fn repeated_crumbs_are_one_log_line_per_request() {
+    let c = cfg("");
+    let header = vec!["PHPSESSID=x"; 4000].join("; ");
+    let mut s = session_with(&[]);
+    let mut rec = Record::new(false, "r".into());
+    let mut issue = Issue::None;
+    let f = filter_request(
+        &c,
+        &[header.as_bytes()],
+        None,
+        Some(&mut s),
+        &mut issue,
+        NOW,
+        &mut rec,
+    );
+    assert_eq!(f.cookies, Some(vec![]));
+    assert_eq!(rec.counters, vec![(Counter::AppCookieUnbound, 4000)]);
+    assert_eq!(rec.logs.len(), 1);
+    let line = &rec.logs[0].1;
+    assert!(
+        line.starts_with("app cookies removed: 4000 not bound to the session cookies="),
+        "{line}"
+    );
+    assert_eq!(
+        line.matches(',').count(),
+        2,
+        "at most three value hashes: {line}"
+    );
+    assert!(
+        !line.contains("x;") && !line.contains("=x "),
+        "never the value: {line}"
+    );
+}
+
+/// Issue 28, finding 1: crumbs a parser reads as a listed cookie are removed unless bound; a
+/// bound value under its plain name passes.
+#[test]
+fn crumbs_parsers_read_as_listed_are_removed() {
+    let c = cfg("");
+    let mut s = session_with(&[("sessionid", "good")]);
+    for planted in [
+        "\u{2000}sessionid=EVIL",
+        "sessionid\u{3000}=EVIL",
+        "\u{feff}sessionid=EVIL",
+        "x,_session_id=EVIL",
+        "_session%5Fid=EVIL",
+        "PHPSESSI%44=EVIL",
+        "a=1 sessionid=EVIL",
+        "ASP.NET_\u{17f}essionId=EVIL",
+    ] {
+        let header = format!("{planted}; sessionid=good; lang=en");
+        let (out, counters) = run(&c, &header, &mut s);
+        assert_eq!(out.as_deref(), Some("sessionid=good; lang=en"), "{planted}");
+        assert_eq!(
+            counters,
+            vec!["session_guard.app_cookie.unbound"],
+            "{planted}"
+        );
+    }
+}

@@ -8,6 +8,7 @@
 
 mod app_cookies;
 mod cache;
+pub use crate::config::denylist;
 mod record;
 mod request;
 mod response;
@@ -55,7 +56,28 @@ pub struct RequestView<'a> {
     pub accept: Option<&'a [u8]>,
     /// Whether `Access-Control-Request-Method` is present (with `OPTIONS`: a CORS preflight).
     pub cors_request_method: bool,
+    /// This proxy's logout denylist (`denylist.rs`), asked for a valid session only.
+    pub denylist: Denylist<'a>,
     pub now: u64,
+}
+
+/// Whether this proxy's logout denylist holds a session (by hash); none: it holds nothing.
+#[derive(Default, Clone, Copy)]
+pub struct Denylist<'a>(pub Option<&'a HoldsSession<'a>>);
+
+/// Asks the denylist about one session hash.
+pub type HoldsSession<'a> = dyn Fn(&[u8; 8]) -> bool + 'a;
+
+impl Denylist<'_> {
+    pub fn holds(&self, hash: &[u8; 8]) -> bool {
+        self.0.is_some_and(|f| f(hash))
+    }
+}
+
+impl std::fmt::Debug for Denylist<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Denylist")
+    }
 }
 
 /// A local response instead of forwarding.

@@ -1,12 +1,13 @@
 //! The request phase, as named steps. [`decide_request`] holds their order; each step is a
 //! plain function of the configuration and the request's headers.
 
+use super::session::CookieCheck;
 use super::{
     app_cookies, printable, session, tag, Ctx, Issue, LocalReply, Pending, Record, RequestDecision,
     RequestEdits, RequestOutcome, RequestView,
 };
 use crate::config::{Anonymous, ClientChange, Config, UrlAction};
-use crate::cookies::{self, Rewrite};
+use crate::cookies::{self, Found, Rewrite};
 use crate::metrics::Counter;
 use crate::token::{self, Session, SessionId};
 use crate::url;
@@ -38,6 +39,7 @@ pub fn decide_request(
     let ctx = request_ctx(cfg, req, &host);
     let found = cookies::find(&req.cookies, cfg.cookie.name.as_bytes());
     let check = session::verify_mesh_cookie(cfg, &found, &ctx);
+    let (check, valid_hash) = logged_out(check, &found, req, &mut rec);
     let checked = check.decision();
     let (session, issue) = session::adopt_session(check, &mut rec);
     let without_mesh = cookie_header_without_mesh_cookie(cfg, &req.cookies, found.count);
@@ -68,7 +70,7 @@ pub fn decide_request(
         .flatten()
         .map(SessionId);
     let pending = Pending {
-        session_hash: session.as_ref().map(|s| token::session_hash(&s.id)),
+        session_hash: valid_hash.or_else(|| session.as_ref().map(|s| token::session_hash(&s.id))),
         scope: ctx.scope,
         ua: ctx.ua,
         app_cookies: app.kept,
@@ -82,6 +84,32 @@ pub fn decide_request(
         pending,
         record: rec,
     }
+}
+
+/// A valid session that a logout ended on this proxy is revoked (`logout.refused`): the
+/// proxy's denylist is asked only here, for a session valid by every other check. Also returns
+/// the valid session's hash (computed once per request).
+fn logged_out<'a>(
+    check: CookieCheck<'a>,
+    found: &Found<'a>,
+    req: &RequestView<'_>,
+    rec: &mut Record,
+) -> (CookieCheck<'a>, Option<[u8; 8]>) {
+    let (CookieCheck::Valid { session, .. }, Some(c)) = (&check, &found.first) else {
+        return (check, None);
+    };
+    let hash = token::session_hash(&session.id);
+    if !req.denylist.holds(&hash) {
+        return (check, Some(hash));
+    }
+    rec.count(Counter::LogoutRefused);
+    let value = c.value;
+    let revoked = CookieCheck::Invalid {
+        reason: token::Invalid::Revoked,
+        value,
+        session: Some(hash),
+    };
+    (revoked, None)
 }
 
 /// What the validator needs from the request: its scope and its client's fingerprint input.

@@ -20,7 +20,7 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
 
     // Defense 3: rotation. Trust first: an untrusted cluster's signal changes nothing.
     let signal = trust_signal(parse_signal(&resp.signals), p.may_signal, &mut rec);
-    let subject = resp.subjects.first().map(|s| s.trim_ascii());
+    let subject = one_subject(&resp.subjects);
     // A fresh ID is committed, and a re-issue lands, only where the commit rule allows.
     let mut mesh = super::cache::commit(p, resp, &mut rec);
     let signalled = apply_signal(signal, subject, p, resp.now, &mut rec);
@@ -115,6 +115,19 @@ pub fn parse_signal(values: &[&[u8]]) -> Signal {
     } else {
         Signal::Unknown
     }
+}
+
+/// The subject header's values, read as one subject. Values that disagree are no subject:
+/// `Some(b"")`, which the subject check refuses and counts, as it does for disagreeing signals
+/// (a login still rotates, unauthenticated).
+pub fn one_subject<'a>(values: &[&'a [u8]]) -> Option<&'a [u8]> {
+    let (first, rest) = values.split_first()?;
+    let first = first.trim_ascii();
+    Some(if rest.iter().all(|v| v.trim_ascii() == first) {
+        first
+    } else {
+        b""
+    })
 }
 
 /// Names of the signal headers present on the response, to remove.
@@ -341,6 +354,25 @@ mod tests {
         assert_eq!(parse_signal(&[b"logout"]), Signal::Logout);
         assert_eq!(parse_signal(&[b"promote"]), Signal::Unknown);
         assert_eq!(parse_signal(&[b"login", b"logout"]), Signal::Conflicting);
+    }
+
+    /// Issue 28: two different subjects on one login are no subject (refused, counted).
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn disagreeing_subjects_are_no_subject() {
+        let cases: [(&[&[u8]], Option<&[u8]>); 5] = [
+            (&[], None),
+            (&[b" alice "], Some(b"alice")),
+            (&[b"alice", b"alice "], Some(b"alice")),
+            (&[b"alice", b"mallory"], Some(b"")),
+            (&[b"alice", b"alice", b"Alice"], Some(b"")),
+        ];
+        for (values, want) in cases {
+            assert_eq!(one_subject(values), want, "{values:?}");
+        }
+        let mut r = Record::new(false, "r".into());
+        assert_eq!(signal_subject(true, Some(b""), None, &mut r), None);
+        assert_eq!(r.counters, vec![(Counter::SignalInvalidSubject, 1)]);
     }
 
     #[test]

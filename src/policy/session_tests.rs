@@ -97,7 +97,10 @@ fn a_session_belongs_to_its_scope() {
     };
     assert!(valid(b"tenant-a.example.com"));
     assert!(valid(b"Tenant-A.Example.com:8443"));
-    assert!(valid(b"tenant-a.example.com."));
+    assert!(
+        !valid(b"tenant-a.example.com."),
+        "a trailing dot is another host to Envoy"
+    );
     assert!(!valid(b"tenant-b.example.com"));
     let other = check_at(
         &c,

@@ -470,3 +470,36 @@ fn monitor_mode_decides_the_same() {
     let b = decide_request(&m, &v, &mut rng());
     assert_eq!(counters(&a.record), counters(&b.record));
 }
+
+/// Issue 28: a valid session that this proxy's logout denylist holds is revoked; the denylist
+/// is asked only for a session valid by every other check.
+#[test]
+fn a_session_the_logout_denylist_holds_is_revoked() {
+    let c = cfg("");
+    let s = Session::new(SessionId([4; 16]), NOW - 10, Some("alice".into()));
+    let v = cookie_for(&c, &s);
+    let asked = std::cell::Cell::new(0);
+    let ended = token::session_hash(&s.id);
+    let holds = |h: &[u8; 8]| {
+        asked.set(asked.get() + 1);
+        *h == ended
+    };
+    for (cookie, denied) in [
+        (Some(v.as_str()), true),
+        (None, false),
+        (Some("__Host-session=x"), false),
+    ] {
+        let mut req = view(cookie.map(str::as_bytes).into_iter().collect());
+        req.denylist = Denylist(Some(&holds));
+        let d = decide_request(&c, &req, &mut rng());
+        let got = d.pending.session.as_ref().unwrap();
+        assert_eq!(d.pending.decision == "revoked", denied, "{cookie:?}");
+        assert_ne!(got.id, s.id);
+        assert_eq!(got.subject, None, "never alice's");
+        assert_eq!(
+            counters(&d.record).contains(&"session_guard.logout.refused"),
+            denied
+        );
+    }
+    assert_eq!(asked.get(), 1, "asked only for the valid session");
+}

@@ -17,6 +17,8 @@ mod validate;
 mod validate_sessions;
 
 pub use host::host_scope;
+pub mod cookie_names;
+pub mod denylist;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -55,6 +57,13 @@ pub const DEFAULT_APP_COOKIES: &[&str] = &[
     "express.sid",
     "koa.sess",
     "ci_session",
+    // ASP.NET Core, Play, Beaker (Pylons, Pyramid), CakePHP, Vert.x Web, Zope.
+    ".AspNetCore.Session",
+    "PLAY_SESSION",
+    "beaker.session.id",
+    "CAKEPHP",
+    "vertx-web.session",
+    "_ZopeId",
 ];
 
 /// Upper bound on a subject, from the contract.
@@ -324,6 +333,38 @@ impl Config {
     pub fn signing_key(&self) -> Option<&Key> {
         self.keys.first()
     }
+    /// The start-up line's fields: `mode=... keys=[...] (signing: ...) cookie=...
+    /// url.action=... trusted_clusters=[...]`. Never a secret.
+    pub fn summary(&self) -> String {
+        let ids = self.key_ids();
+        format!(
+            "mode={} keys=[{}] (signing: {}) cookie={} url.action={} trusted_clusters=[{}]",
+            match self.mode {
+                Mode::Enforce => "enforce",
+                Mode::Monitor => "monitor",
+            },
+            ids.join(","),
+            ids.first().copied().unwrap_or("-"),
+            self.cookie.name,
+            match self.url.action {
+                UrlAction::Strip => "strip",
+                UrlAction::Redirect => "redirect",
+                UrlAction::Reject => "reject",
+            },
+            self.signal.trusted_clusters.join(","),
+        )
+    }
+
+    /// A warning for a configuration that is accepted but weaker than it looks: a cookie name
+    /// without the `__Host-` prefix can be set by a sibling host (with an app cookie bound to
+    /// it), which defeats app cookie binding for a victim without a mesh session. Not refused:
+    /// a fixed `cookie.scope` shared by several hosts needs such a name (docs/app-cookies.md).
+    pub fn warning(&self) -> Option<&'static str> {
+        (!self.cookie.name.starts_with("__Host-")).then_some(
+            "cookie.name has no __Host- prefix: a sibling host can set it, with an app cookie bound to it",
+        )
+    }
+
     pub fn key_ids(&self) -> Vec<&str> {
         self.keys.iter().map(|k| k.id.as_str()).collect()
     }

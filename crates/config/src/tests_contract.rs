@@ -34,6 +34,10 @@ fn new_settings_default_to_the_contract() {
         "asp.net_sessionid",
         "connect.sid",
         "cftoken",
+        // Issue 28: unambiguous framework defaults.
+        ".aspnetcore.session",
+        "play_session",
+        "beaker.session.id",
     ] {
         assert!(c.app_cookies.names.iter().any(|x| x == n), "{n}");
     }

@@ -77,7 +77,9 @@ impl Header {
 /// `envoy_dynamic_module_type_http_header_type`.
 pub type HeaderType = u32;
 pub const REQUEST_HEADER: HeaderType = 0;
+pub const REQUEST_TRAILER: HeaderType = 1;
 pub const RESPONSE_HEADER: HeaderType = 2;
+pub const RESPONSE_TRAILER: HeaderType = 3;
 
 /// `envoy_dynamic_module_type_log_level`.
 pub type Level = u32;

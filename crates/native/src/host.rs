@@ -54,6 +54,12 @@ pub struct ConfigHost<'a> {
 }
 
 impl Host for ConfigHost<'_> {
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        shared::get(key)
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        shared::set(key, value, cas)
+    }
     fn header_map(&self, _: Map) -> Result<HeaderMap, HostError> {
         Err(HostError)
     }
@@ -124,6 +130,8 @@ fn header_type(map: Map) -> abi::HeaderType {
     match map {
         Map::Request => abi::REQUEST_HEADER,
         Map::Response => abi::RESPONSE_HEADER,
+        Map::RequestTrailers => abi::REQUEST_TRAILER,
+        Map::ResponseTrailers => abi::RESPONSE_TRAILER,
     }
 }
 
@@ -182,6 +190,12 @@ impl StreamHost {
 }
 
 impl Host for StreamHost {
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        shared::get(key)
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        shared::set(key, value, cas)
+    }
     fn header_map(&self, map: Map) -> Result<HeaderMap, HostError> {
         let t = header_type(map);
         // SAFETY: the filter pointer is valid during the callback.
@@ -316,5 +330,37 @@ pub fn send_response(
             Buffer::of(body),
             Buffer::of(b"session_guard"),
         )
+    }
+}
+
+/// The native form of Proxy-Wasm shared data (the logout denylist): process memory, shared by
+/// every worker and every filter config of this module, with the same compare-and-swap tokens.
+/// Like Wasm shared data, it outlives configuration pushes and ends with the process.
+mod shared {
+    use session_guard::hostapi::HostError;
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    type Store = HashMap<String, (Vec<u8>, u32)>;
+
+    fn store() -> std::sync::MutexGuard<'static, Store> {
+        static STORE: OnceLock<Mutex<Store>> = OnceLock::new();
+        let m = STORE.get_or_init(|| Mutex::new(HashMap::new()));
+        // A panic while holding the lock cannot leave an entry half-written (one insert).
+        m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn get(key: &str) -> Option<(Vec<u8>, u32)> {
+        store().get(key).cloned()
+    }
+
+    pub fn set(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        let mut s = store();
+        let current = s.get(key).map_or(0, |(_, c)| *c);
+        if cas != 0 && cas != current {
+            return Err(HostError);
+        }
+        s.insert(key.to_owned(), (value.to_vec(), current.wrapping_add(1).max(1)));
+        Ok(())
     }
 }

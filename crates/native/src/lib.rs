@@ -15,7 +15,7 @@ mod unused;
 
 use host::{ConfigHost, StreamHost};
 use session_guard::filter::{self, Flow};
-use session_guard::hostapi::LogLevel;
+use session_guard::hostapi::{LogLevel, Map};
 use std::cell::Cell;
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -211,6 +211,28 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
 ) -> u32 {
     // SAFETY: forwarded contract.
     unsafe { on_headers(envoy, stream, |s, h| s.on_request_headers(h)) }
+}
+
+/// # Safety
+/// Envoy's contract for this hook.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    envoy: abi::FilterEnvoyPtr,
+    stream: *const c_void,
+) -> u32 {
+    // SAFETY: forwarded contract.
+    unsafe { on_headers(envoy, stream, |s, h| s.on_trailers(h, Map::RequestTrailers)) }
+}
+
+/// # Safety
+/// Envoy's contract for this hook.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    envoy: abi::FilterEnvoyPtr,
+    stream: *const c_void,
+) -> u32 {
+    // SAFETY: forwarded contract.
+    unsafe { on_headers(envoy, stream, |s, h| s.on_trailers(h, Map::ResponseTrailers)) }
 }
 
 /// # Safety

@@ -1,6 +1,6 @@
 //! Hooks Envoy 1.40 requires every HTTP dynamic module to export (it refuses the module at
-//! configuration load if one is missing), for features session-guard never uses: bodies and
-//! trailers (it never reads them: they pass as they came), HTTP callouts and streams,
+//! configuration load if one is missing), for features session-guard never uses: bodies (it never
+//! reads them: they pass as they came; trailers are in lib.rs), HTTP callouts and streams,
 //! scheduled events, watermarks, per-route configuration. Each does nothing and lets the
 //! stream continue.
 
@@ -37,26 +37,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
-    _f: Filter,
-    _m: Module,
-) -> u32 {
-    abi::CONTINUE
-}
-
-#[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     _f: Filter,
     _m: Module,
     _end: bool,
-) -> u32 {
-    abi::CONTINUE
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
-    _f: Filter,
-    _m: Module,
 ) -> u32 {
     abi::CONTINUE
 }

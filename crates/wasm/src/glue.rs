@@ -3,6 +3,7 @@
 //! crate's only wasm-only code.
 
 use crate::host::{self, WasmHost};
+use session_guard::hostapi::Map;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use session_guard::filter::{self, Flow};
@@ -65,5 +66,13 @@ impl HttpContext for Http {
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         action(self.0.on_response_headers(&WasmHost))
+    }
+
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        action(self.0.on_trailers(&WasmHost, Map::RequestTrailers))
+    }
+
+    fn on_http_response_trailers(&mut self, _: usize) -> Action {
+        action(self.0.on_trailers(&WasmHost, Map::ResponseTrailers))
     }
 }

@@ -145,6 +145,45 @@ extern "C" {
     ) -> Status;
 }
 
+// Shared data (the logout denylist).
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> Status;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> Status;
+}
+
+/// A shared-data value and its CAS token; `None` when absent or on any error.
+pub fn shared_get(key: &str) -> Option<(Vec<u8>, u32)> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let mut cas = 0;
+    // SAFETY: as in `header_map`.
+    unsafe {
+        match proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) {
+            Status::Ok => Some((owned(data, size), cas)),
+            _ => None,
+        }
+    }
+}
+
+/// Sets a shared-data value if its CAS token is still `cas` (0: unconditionally).
+pub fn shared_set(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
+    // SAFETY: pointers describe live slices for the duration of the call.
+    ok(unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) })
+}
+
 /// Takes ownership of a host-allocated buffer (empty when the host returned none).
 ///
 /// # Safety
@@ -304,6 +343,8 @@ fn map_type(map: Map) -> MapType {
     match map {
         Map::Request => MapType::HttpRequestHeaders,
         Map::Response => MapType::HttpResponseHeaders,
+        Map::RequestTrailers => MapType::HttpRequestTrailers,
+        Map::ResponseTrailers => MapType::HttpResponseTrailers,
     }
 }
 
@@ -346,6 +387,12 @@ impl Host for WasmHost {
     }
     fn send_local_response(&self, status: u32, headers: &[(&str, String)], body: &[u8]) -> bool {
         send_local_response(status, headers, body)
+    }
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        shared_get(key)
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        shared_set(key, value, cas).map_err(|_| HostError)
     }
     fn define_counter(&self, name: &str) -> Option<u32> {
         define_counter(name)
