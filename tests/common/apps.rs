@@ -68,6 +68,17 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// The first `127.0.0.1:<port>` in what a child printed: how a child that bound port 0 itself
+/// reports the port it got.
+pub fn reported_port(log: &str) -> Option<u16> {
+    const AT: &str = "127.0.0.1:";
+    log.match_indices(AT).find_map(|(i, _)| {
+        let rest = log.get(i + AT.len()..)?;
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest.get(..end)?.parse().ok().filter(|p| *p != 0)
+    })
 }
 
 /// A running framework app. Dropping it kills the process and removes its temp dir.

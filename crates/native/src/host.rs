@@ -360,7 +360,10 @@ mod shared {
         if cas != 0 && cas != current {
             return Err(HostError);
         }
-        s.insert(key.to_owned(), (value.to_vec(), current.wrapping_add(1).max(1)));
+        s.insert(
+            key.to_owned(),
+            (value.to_vec(), current.wrapping_add(1).max(1)),
+        );
         Ok(())
     }
 }

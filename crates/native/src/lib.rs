@@ -232,7 +232,11 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     stream: *const c_void,
 ) -> u32 {
     // SAFETY: forwarded contract.
-    unsafe { on_headers(envoy, stream, |s, h| s.on_trailers(h, Map::ResponseTrailers)) }
+    unsafe {
+        on_headers(envoy, stream, |s, h| {
+            s.on_trailers(h, Map::ResponseTrailers)
+        })
+    }
 }
 
 /// # Safety

@@ -3,10 +3,10 @@
 //! crate's only wasm-only code.
 
 use crate::host::{self, WasmHost};
-use session_guard::hostapi::Map;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use session_guard::filter::{self, Flow};
+use session_guard::hostapi::Map;
 
 pub fn start() {
     host::install_logger();
