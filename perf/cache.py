@@ -166,18 +166,19 @@ def drive(port: int, requests: list[tuple[int, str, str, str]]) -> dict:
 class Varnish:
     """varnishd -F with its own -n work dir and admin secret; binds port 0, reports its port."""
 
-    def __init__(self, backend_port: int, vcl: str, work: Path):
+    def __init__(self, backend_port: int, vcl: str, work: Path, tag: str):
         self.dir = Path(tempfile.mkdtemp(prefix="session-guard-cache-bench-"))
         self.dir.chmod(0o755)  # varnishd reads the VCL after dropping privileges
         text = VCLS[vcl].replace("@PORT@", str(backend_port))
         (self.dir / "bench.vcl").write_text(text)
         (work / f"varnish-{vcl}.vcl").write_text(text)
         (self.dir / "secret").write_text("session-guard-bench-secret\n")
-        self.log = open(work / "varnishd.log", "w")
+        self.log = open(work / f"varnishd-{tag}.log", "w")
         self.proc = subprocess.Popen(
             ["varnishd", "-F", "-n", str(self.dir / "n"), "-a", "127.0.0.1:0", "-T", "127.0.0.1:0",
              "-s", "malloc,64m", "-S", str(self.dir / "secret"), "-f", str(self.dir / "bench.vcl")],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        c._live.append(self)  # stopped with the Envoys if the driver is interrupted
         self.port = self._wait_port()
 
     def _wait_port(self, timeout: float = 30.0) -> int:
@@ -212,6 +213,8 @@ class Varnish:
                 self.proc.wait()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self in c._live:
+            c._live.remove(self)
 
 
 def ingress_config(variant: str, app: int, auth: int, out: Path) -> Path:
@@ -249,7 +252,7 @@ def run_variant(variant: str, vcl: str, upstream: c.Envoy, app: int, auth: int,
     front.wait_ready()
     varnish = None
     try:
-        varnish = Varnish(front.listener_ports()["ingress"], vcl, WORK)
+        varnish = Varnish(front.listener_ports()["ingress"], vcl, WORK, f"{vcl}-{variant}")
         before = upstream.stats("downstream_rq_total")
         t0 = time.monotonic()
         res = drive(varnish.port, requests)
