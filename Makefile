@@ -10,7 +10,7 @@ ENVOY_VERSION := 1.40.0
 export ENVOY_BIN := $(abspath $(ENVOY))
 export SESSION_GUARD_WASM := $(abspath $(WASM))
 
-.PHONY: release sbom-deps bench-vm all build build-fault build-native test-native chaos test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps cache-deps baseline-wasm clean test-compat
+.PHONY: release sbom-deps bench-vm bench-cache all build build-fault build-native test-native chaos test test-unit test-e2e run lint fuzz fuzz-smoke image bench soak perf-probes deps wasm-target browser-deps bench-deps image-deps apps-deps node-deps cache-deps baseline-wasm clean test-compat
 
 all: build
 
@@ -199,6 +199,12 @@ chaos: build build-fault deps bench-deps
 bench: build build-native deps bench-deps perf-probes
 	BENCH_NATIVE=$${BENCH_NATIVE-$(abspath $(NATIVE))} $(VENV)/bin/python3 perf/run.py
 	@$(MAKE) --no-print-directory bench-vm
+	@$(MAKE) --no-print-directory bench-cache
+
+# Behind a cache (~30 s): one mixed workload through Varnish in front of envoy/ingress.yaml with
+# no filter, the filter before issue 24 and the new rule; hit ratio, origin requests, Set-Cookie.
+bench-cache: build baseline-wasm cache-deps deps bench-deps
+	$(VENV)/bin/python3 perf/cache.py
 
 # The filter's own computation per request in V8 without Envoy (Node, perf/vm/run.mjs):
 # session-guard, the empty filter and every BENCH_VARIANTS build, in the same rounds.
