@@ -59,7 +59,7 @@ LISTENERS = ("none", "empty", "guard")
 # steady request, in its order (request: header map, clock, counter, 2 filter-state writes, cookie
 # removal, x-session-id, routed cluster; response: header map), no computation. Measured in the
 # steady class only; guard/calls is the "floor ratio" (how much of the cost is ours).
-CALLS_SEQ = "req_map+time+metric+prop+prop2+rm_cookie+set_sid+cluster+resp_map"
+CALLS_SEQ = "req_map+time+shared+metric+prop+prop2+rm_cookie+set_sid+cluster+resp_map"
 FLOOR_TARGET = 1.15
 COOKIE = "__Host-session"
 FORGED = f"{COOKIE}=v1.k1.AAAA.BBBB"

@@ -222,6 +222,7 @@ function step(call, phase) {
     "proxy_replace_header_map_value(0,x-session-id-next)": "set_next",
     "proxy_get_property(xds.cluster_name)": "cluster",
     "random_get": "random",
+    "proxy_get_shared_data": "shared",
   };
   const response = {
     "proxy_get_header_map_pairs": "resp_map",

@@ -71,6 +71,8 @@ enum Step {
     Random,
     /// set_map_value_bytes(request headers, "x-session-id-next", 22 bytes)
     SetNext,
+    /// get_shared_data of one logout-denylist bucket (a valid session's lookup, issue 28)
+    Shared,
 }
 
 const STEADY: &str = "req_map+time+cluster+rm_cookie+set_sid+metric+resp_map+resp_time";
@@ -94,6 +96,7 @@ fn parse_steps(list: &str) -> Option<Vec<Step>> {
             "resp_metric" => Some(Step::RespMetric),
             "random" => Some(Step::Random),
             "set_next" => Some(Step::SetNext),
+            "shared" => Some(Step::Shared),
             _ => None,
         })
         .collect()
@@ -294,6 +297,9 @@ fn run_step(step: Step, response: bool, metric: u32) {
             black_box(
                 hostcalls::set_map_value_bytes(t, "x-session-id-next", Some(&[b'b'; 22])).ok(),
             );
+        }
+        (Step::Shared, false) => {
+            black_box(hostcalls::get_shared_data("session_guard.logout.00").ok());
         }
         (Step::RespMap, true) => {
             black_box(hostcalls::get_map_bytes(MapType::HttpResponseHeaders).ok());
