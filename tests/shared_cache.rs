@@ -84,7 +84,7 @@ async fn stack(wasm: Option<PathBuf>) -> (Mesh, Varnish) {
             let b = b.filter_config(CONFIG);
             match wasm {
                 None => b,
-                Some(w) => b.edit(move |root| set_wasm(root, &w)),
+                Some(w) => b.wasm(w.clone()).edit(move |root| set_wasm(root, &w)),
             }
         },
     )
