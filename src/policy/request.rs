@@ -46,12 +46,7 @@ pub fn decide_request(
     let who = who_mints(cfg, req, exempt);
     let may_mint = who != Mints::Nobody;
     let (mut session, mut issue) = mint(may_mint, session, issue, &ctx, random_id, &mut rec);
-    let minted = issue == Issue::Minted && checked == "none";
-    let decision = match (minted, exempt) {
-        (true, _) => "minted",
-        (false, true) if checked == "none" => "exempt",
-        _ => checked,
-    };
+    let decision = decision_word(issue, checked, exempt);
     let (current, s) = (without_mesh, session.as_mut());
     let app =
         app_cookies::filter_request(cfg, &req.cookies, current, s, &mut issue, req.now, &mut rec);
@@ -64,11 +59,7 @@ pub fn decide_request(
     // What upstreams get: only the mesh's word on sessions.
     edits.remove = strip_spoofed(&req.spoofed, &mut rec);
     edits.set = upstream_headers(cfg, session.as_ref());
-    // A response that binds an app cookie needs a session, whatever `cookie.anonymous` says.
-    let spare_id = (session.is_none() && cfg.app_cookies_enabled())
-        .then(&mut *random_id)
-        .flatten()
-        .map(SessionId);
+    let spare_id = spare_id(cfg, session.is_none(), random_id);
     let pending = Pending {
         session_hash: valid_hash.or_else(|| session.as_ref().map(|s| token::session_hash(&s.id))),
         scope: ctx.scope,
@@ -84,6 +75,24 @@ pub fn decide_request(
         pending,
         record: rec,
     }
+}
+
+/// The word a request's decision is published as (filter state, access log).
+fn decision_word(issue: Issue, checked: &'static str, exempt: bool) -> &'static str {
+    match (issue == Issue::Minted && checked == "none", exempt) {
+        (true, _) => "minted",
+        (false, true) if checked == "none" => "exempt",
+        _ => checked,
+    }
+}
+
+/// A response that binds an app cookie needs a session, whatever `cookie.anonymous` says: an
+/// ID drawn for it when the request has none.
+fn spare_id(cfg: &Config, no_session: bool, random_id: RandomId<'_>) -> Option<SessionId> {
+    (no_session && cfg.app_cookies_enabled())
+        .then(random_id)
+        .flatten()
+        .map(SessionId)
 }
 
 /// A valid session that a logout ended on this proxy is revoked (`logout.refused`): the
