@@ -7,6 +7,7 @@
 
 pub use session_guard_config as config;
 pub mod cookies;
+pub mod dbsc;
 pub mod filter;
 pub mod hostapi;
 pub mod metrics;
