@@ -21,6 +21,9 @@
 //!   end of the session on `{"continue":false}` or another 4xx, and the deferral of a request
 //!   that lacks the bound cookie. Every exchange is kept in [`DbscClient::exchanges`].
 //! - [`Form`]: the header tokens bare (what Chrome 148 sends) or as sf-strings (the spec's ABNF).
+//! - `site` (re-exported): the shipped ingress with DBSC on ([`dbsc_mesh`], [`dbsc_config`]), its
+//!   auth service and app, what the app saw ([`seen`]), and a logged-in, registered client
+//!   ([`bound_client`]). `sf`: the structured-field parser.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
@@ -28,10 +31,12 @@ use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{json, Value};
 
-use super::{
-    cookie_pairs, set_cookie, Browser, Mesh, Recorded, Reply, Req, Resp, Upstream, Wire,
-    SESSION_COOKIE,
-};
+mod sf;
+mod site;
+pub use sf::*;
+pub use site::*;
+
+use super::{Browser, Req, Resp, Wire};
 
 /// The request header that carries the proof (the JWT).
 pub const RESPONSE_HEADER: &str = "secure-session-response";
@@ -121,217 +126,6 @@ pub fn jwt_parts(jwt: &str) -> (Value, Value, Vec<u8>) {
         json(parts[1]),
         B64.decode(parts[2]).expect("base64url signature"),
     )
-}
-
-// ---------------------------------------------------------------------------------------------
-// RFC 9651 structured fields (the subset DBSC uses)
-
-/// A bare item of a structured field.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Bare {
-    Token(String),
-    Str(String),
-    Int(i64),
-    Bool(bool),
-}
-
-impl Bare {
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Bare::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-/// A member of a structured-field list: an item (one bare item) or an inner list, with params.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    pub items: Vec<Bare>,
-    pub inner_list: bool,
-    pub params: Vec<(String, Bare)>,
-}
-
-impl Member {
-    pub fn param(&self, key: &str) -> Option<&Bare> {
-        self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-    pub fn param_str(&self, key: &str) -> Option<&str> {
-        self.param(key).and_then(Bare::as_str)
-    }
-}
-
-/// Parses an RFC 9651 list (members: items or inner lists, with parameters). `None` on any
-/// syntax error, as a strict receiver would.
-pub fn parse_sf_list(input: &str) -> Option<Vec<Member>> {
-    let mut p = Sf {
-        s: input.as_bytes(),
-        i: 0,
-    };
-    let mut out = Vec::new();
-    p.skip(b' ');
-    while p.i < p.s.len() {
-        out.push(p.member()?);
-        p.skip_ows();
-        if p.i == p.s.len() {
-            break;
-        }
-        p.eat(b',')?;
-        p.skip_ows();
-        if p.i == p.s.len() {
-            return None; // a trailing comma
-        }
-    }
-    Some(out)
-}
-
-struct Sf<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Sf<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-    fn eat(&mut self, b: u8) -> Option<()> {
-        (self.peek() == Some(b)).then(|| self.i += 1)
-    }
-    fn skip(&mut self, b: u8) {
-        while self.peek() == Some(b) {
-            self.i += 1;
-        }
-    }
-    fn skip_ows(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.i += 1;
-        }
-    }
-
-    fn member(&mut self) -> Option<Member> {
-        let (items, inner_list) = if self.eat(b'(').is_some() {
-            let mut items = Vec::new();
-            loop {
-                self.skip(b' ');
-                if self.eat(b')').is_some() {
-                    break;
-                }
-                items.push(self.bare()?);
-                // Parameters on inner-list items are legal; DBSC uses none, so they are dropped.
-                self.params()?;
-                if !matches!(self.peek(), Some(b' ' | b')')) {
-                    return None;
-                }
-            }
-            (items, true)
-        } else {
-            (vec![self.bare()?], false)
-        };
-        Some(Member {
-            items,
-            inner_list,
-            params: self.params()?,
-        })
-    }
-
-    fn params(&mut self) -> Option<Vec<(String, Bare)>> {
-        let mut params = Vec::new();
-        while self.eat(b';').is_some() {
-            self.skip(b' ');
-            let key = self.key()?;
-            let value = if self.eat(b'=').is_some() {
-                self.bare()?
-            } else {
-                Bare::Bool(true)
-            };
-            params.retain(|(k, _)| *k != key);
-            params.push((key, value));
-        }
-        Some(params)
-    }
-
-    fn key(&mut self) -> Option<String> {
-        let start = self.i;
-        match self.peek()? {
-            b'a'..=b'z' | b'*' => self.i += 1,
-            _ => return None,
-        }
-        while matches!(
-            self.peek(),
-            Some(b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*')
-        ) {
-            self.i += 1;
-        }
-        Some(String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
-    }
-
-    fn bare(&mut self) -> Option<Bare> {
-        match self.peek()? {
-            b'"' => self.string(),
-            b'?' => {
-                self.i += 1;
-                let v = match self.peek()? {
-                    b'0' => false,
-                    b'1' => true,
-                    _ => return None,
-                };
-                self.i += 1;
-                Some(Bare::Bool(v))
-            }
-            b'-' | b'0'..=b'9' => {
-                let start = self.i;
-                self.i += 1;
-                while matches!(self.peek(), Some(b'0'..=b'9')) {
-                    self.i += 1;
-                }
-                std::str::from_utf8(&self.s[start..self.i])
-                    .ok()?
-                    .parse()
-                    .ok()
-                    .map(Bare::Int)
-            }
-            b'A'..=b'Z' | b'a'..=b'z' | b'*' => {
-                let start = self.i;
-                self.i += 1;
-                while self
-                    .peek()
-                    .is_some_and(|b| is_tchar(b) || b == b':' || b == b'/')
-                {
-                    self.i += 1;
-                }
-                Some(Bare::Token(
-                    String::from_utf8_lossy(&self.s[start..self.i]).into_owned(),
-                ))
-            }
-            _ => None,
-        }
-    }
-
-    fn string(&mut self) -> Option<Bare> {
-        self.eat(b'"')?;
-        let mut out = String::new();
-        loop {
-            let b = self.peek()?;
-            self.i += 1;
-            match b {
-                b'"' => return Some(Bare::Str(out)),
-                b'\\' => {
-                    let e = self.peek()?;
-                    self.i += 1;
-                    if e != b'"' && e != b'\\' {
-                        return None;
-                    }
-                    out.push(e as char);
-                }
-                0x20..=0x7e => out.push(b as char),
-                _ => return None,
-            }
-        }
-    }
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -654,121 +448,6 @@ fn session_from(resp: &Resp, registration_path: &str) -> Option<Session> {
         cookie,
         config,
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// The site: the shipped ingress with DBSC on, its auth service and an app
-
-/// The bound cookie ("ticket") the mesh issues.
-pub const TICKET_COOKIE: &str = "__Host-session-bound";
-/// The default `dbsc.path` and its two endpoints.
-pub const DBSC_PATH: &str = "/.session-guard/dbsc";
-pub const START: &str = "/.session-guard/dbsc/start";
-pub const REFRESH: &str = "/.session-guard/dbsc/refresh";
-
-/// The shipped ingress's filter configuration with `"dbsc":{"enabled":true<dbsc>}` and the
-/// top-level members `extra` (each string empty or starting with `,`).
-pub fn dbsc_config(dbsc: &str, extra: &str) -> String {
-    format!(
-        r#"{{"keys":[{{"id":"k1","secret_env":"SESSION_GUARD_KEY"}}],"signal":{{"trusted_clusters":["auth"]}},"dbsc":{{"enabled":true{dbsc}}}{extra}}}"#
-    )
-}
-
-/// The auth service: `/auth/login?user=U` signals a login as U, `/auth/logout` a logout.
-pub fn site_auth(r: &Recorded) -> Reply {
-    let path = r.path_str();
-    let reply = Reply::ok();
-    if let Some(user) = path.strip_prefix("/auth/login?user=") {
-        reply
-            .header("x-session-guard", "login")
-            .header("x-session-guard-subject", user)
-    } else if path == "/auth/logout" {
-        reply.header("x-session-guard", "logout")
-    } else {
-        reply
-    }
-}
-
-/// The app: `/set/NAME/VALUE` sets that cookie (`Path=/`), anything else `200 ok`.
-pub fn site_app(r: &Recorded) -> Reply {
-    let path = r.path_str();
-    match path.strip_prefix("/set/").and_then(|p| p.split_once('/')) {
-        Some((name, value)) => Reply::ok().header("set-cookie", format!("{name}={value}; Path=/")),
-        None => Reply::ok(),
-    }
-}
-
-/// The shipped ingress (`app`, `auth`, `api`) with `config`, [`site_auth`] and [`site_app`].
-pub async fn dbsc_mesh(config: String) -> Mesh {
-    let m = Mesh::start(site_auth, |_| Reply::ok(), move |b| b.filter_config(config)).await;
-    m.app.respond_with(site_app);
-    m
-}
-
-/// What the app received on its latest request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Seen {
-    pub id: Option<String>,
-    pub subject: Option<String>,
-    /// The `Cookie` header's pairs (none: empty).
-    pub cookies: Vec<(String, String)>,
-}
-
-impl Seen {
-    /// Whether no identity reached the app: no session ID, no subject, none of `app_cookies`.
-    pub fn anonymous_without(&self, app_cookies: &[&str]) -> bool {
-        self.id.is_none()
-            && self.subject.is_none()
-            && !self
-                .cookies
-                .iter()
-                .any(|(n, _)| app_cookies.contains(&n.as_str()))
-    }
-    pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.cookies
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-pub fn seen(up: &Upstream) -> Seen {
-    let r = up.last().expect("a request reached the upstream");
-    Seen {
-        id: r.header("x-session-id"),
-        subject: r.header("x-session-subject"),
-        cookies: r
-            .header("cookie")
-            .map(|c| cookie_pairs(&c))
-            .unwrap_or_default(),
-    }
-}
-
-/// `client` logs in as `user` through `auth`; returns the login response.
-pub async fn log_in(client: &mut DbscClient, user: &str) -> Resp {
-    let resp = client.get(&format!("/auth/login?user={user}")).await;
-    assert_eq!(resp.status, 200, "login: {}", resp.body_str());
-    assert!(
-        set_cookie(&resp, SESSION_COOKIE).is_some(),
-        "the login rotates the mesh session"
-    );
-    resp
-}
-
-/// A browser with DBSC that logged in as `user` and registered the offered session: its
-/// requests carry the mesh cookie and a fresh ticket. Asserts that the endpoints answered
-/// themselves (the app saw none of it).
-pub async fn bound_client(m: &Mesh, user: &str, form: Form) -> DbscClient {
-    let mut c = DbscClient::new(m.envoy.port()).form(form);
-    let login = log_in(&mut c, user).await;
-    let offer = registration(&login).expect("the login response offers DBSC");
-    let before = m.app.count();
-    let resp = c.register(&offer).await;
-    assert_eq!(resp.status, 200, "registration: {}", resp.body_str());
-    assert_eq!(m.app.count(), before, "the endpoint is never forwarded");
-    assert!(c.session.is_some(), "a session config: {}", resp.body_str());
-    assert!(c.browser.jar.get(TICKET_COOKIE).is_some(), "a ticket");
-    c
 }
 
 /// A refresh request as anyone may send it: the session id and the JWT given (bare tokens),
