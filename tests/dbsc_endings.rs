@@ -84,8 +84,9 @@ async fn revoke_subjects_ends_the_dbsc_session_at_the_next_refresh() {
     for c in [&mut victim, &mut bob] {
         c.browser.port = m.envoy.port();
     }
-    victim.defer = false;
-    victim.get("/").await;
+    let mut copy = victim.clone();
+    copy.defer = false;
+    copy.get("/").await;
     assert_eq!(seen(&m.app).subject, None, "revoked, even with a ticket");
     assert_eq!(victim.refresh().await, Outcome::Ended);
     assert!(is_continue_false(&victim.exchanges.last().unwrap().resp));
@@ -244,4 +245,33 @@ async fn an_anonymous_flood_costs_no_signature_verification() {
     // Control: the counter counts. The genuine registration verifies once.
     assert_eq!(mallory.register(&offer).await.status, 200);
     assert_eq!(m.envoy.counter("session_guard.dbsc.verified").await, 1);
+}
+
+/// `dbsc.require_bound_after_s` (managed fleets): an authenticated session still unbound after
+/// that long is invalid; a bound one stays valid.
+#[tokio::test(flavor = "multi_thread")]
+async fn require_bound_after_ends_unbound_sessions_only() {
+    let m = dbsc_mesh(dbsc_config(r#","require_bound_after_s":1"#, "")).await;
+    let mut bound = bound_client(&m, "victim", Form::Bare).await;
+    let mut unbound = DbscClient::new(m.envoy.port());
+    log_in(&mut unbound, "alice").await;
+    unbound.get("/").await;
+    assert_eq!(seen(&m.app).subject.as_deref(), Some("alice"), "in time");
+    // Issue times are whole seconds: two second boundaries put the login more than 1 s back.
+    next_second().await;
+    next_second().await;
+    unbound.get("/").await;
+    assert_eq!(seen(&m.app).subject, None, "unbound too long");
+    assert!(
+        m.envoy
+            .counter("session_guard.session.invalid.unbound")
+            .await
+            >= 1
+    );
+    bound.get("/").await;
+    assert_eq!(
+        seen(&m.app).subject.as_deref(),
+        Some("victim"),
+        "bound: valid"
+    );
 }
