@@ -167,12 +167,13 @@ async fn the_victim_registers_refreshes_and_stays_proven() {
 }
 
 /// Chrome 148 sends bare tokens; the spec's ABNF says sf-strings. Both work, for the JWT at
-/// registration and refresh and for the session id.
+/// registration and refresh and for the session id, over HTTP/1.1 and HTTP/2.
 #[tokio::test(flavor = "multi_thread")]
 async fn both_header_token_forms_register_and_refresh() {
     let m = dbsc_mesh(dbsc_config("", "")).await;
-    for form in [Form::Quoted, Form::Bare] {
-        let mut c = bound_client(&m, "victim", form).await;
+    for (form, wire) in [(Form::Quoted, Wire::H1), (Form::Bare, Wire::H2)] {
+        let client = DbscClient::new(m.envoy.port()).form(form).wire(wire);
+        let mut c = register_as(&m, client, "victim").await;
         assert_eq!(c.refresh().await, Outcome::Refreshed, "{form:?} pre-seeded");
         c.session.as_mut().unwrap().challenge = None;
         let n = c.exchanges.len();

@@ -312,6 +312,12 @@ impl DbscClient {
         self
     }
 
+    /// HTTP/1.1 (the default) or h2c.
+    pub fn wire(mut self, wire: Wire) -> Self {
+        self.browser.wire = wire;
+        self
+    }
+
     /// The DBSC session id (panics when there is none).
     pub fn id(&self) -> String {
         self.session.as_ref().expect("a DBSC session").id.clone()

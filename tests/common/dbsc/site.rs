@@ -106,7 +106,11 @@ pub async fn log_in(client: &mut DbscClient, user: &str) -> Resp {
 /// requests carry the mesh cookie and a fresh ticket. Asserts that the endpoints answered
 /// themselves (the app saw none of it).
 pub async fn bound_client(m: &Mesh, user: &str, form: Form) -> DbscClient {
-    let mut c = DbscClient::new(m.envoy.port()).form(form);
+    register_as(m, DbscClient::new(m.envoy.port()).form(form), user).await
+}
+
+/// [`bound_client`] for a client the caller prepared (its form, wire, device).
+pub async fn register_as(m: &Mesh, mut c: DbscClient, user: &str) -> DbscClient {
     let login = log_in(&mut c, user).await;
     let offer = registration(&login).expect("the login response offers DBSC");
     let before = m.app.count();
