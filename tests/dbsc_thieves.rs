@@ -127,9 +127,20 @@ async fn a_refresh_without_the_key_gets_403_and_never_a_ticket() {
     let mut thief = copy_jar(&victim, false);
     let refreshed = m.envoy.counter("session_guard.dbsc.refreshed").await;
 
-    let first = thief.request(refresh_req(Some(&id), None)).await;
-    assert_eq!(first.status, 403, "{}", first.body_str());
-    let c = challenge_for(&first, &id).expect("a challenge for this session");
+    // A challenge is a MAC of (the key's thumbprint, the second): the thief asks until it gets
+    // one other than the victim signed (within one second they are equal, and an unchanged
+    // JWT over a still-fresh challenge is a replay the stateless design accepts: it is on the
+    // wire, never on the disk an infostealer copies).
+    let signed = jwt_parts(&refresh_jwt).1["jti"].clone();
+    let c = loop {
+        let first = thief.request(refresh_req(Some(&id), None)).await;
+        assert_eq!(first.status, 403, "{}", first.body_str());
+        let c = challenge_for(&first, &id).expect("a challenge for this session");
+        if signed != c.as_str() {
+            break c;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let header = |alg: &str| b64(json!({"alg": alg, "typ": "dbsc+jwt"}).to_string());
     let payload = b64(json!({ "jti": c }).to_string());
     let forged = [
