@@ -7,10 +7,13 @@
 //! monitor mode and floods: tests/dbsc_endings.rs.
 //!
 //! Ticket expiry: the minimum `dbsc.ticket_ttl_s` is 180 s and tests never wait for time to
-//! pass. A ticket's expiry is a signed `exp` (the server refuses it after that) and a cookie
-//! `Max-Age` (the browser stops sending it). These tests play the browser's side: the expired
-//! ticket is dropped from the jar. The server's refusal of a ticket expired by its signature is
-//! proven by the unit tests of src/dbsc (`check_ticket` with a `now` past `exp`).
+//! pass (nor lower that minimum). A ticket's expiry is a cookie `Max-Age` (the browser stops
+//! sending it) and a signed `exp` (the server refuses it after that). Here the browser's side:
+//! the expired ticket is dropped from the jar. The server's side end to end:
+//! tests/dbsc_thieves.rs `a_ticket_past_its_signed_expiry_proves_nothing` (tickets the test
+//! makes with the site's key, expired and fresh); in the unit tests: src/dbsc/tests.rs
+//! `ticket_round_trips_until_it_expires` and src/policy/dbsc_tests.rs
+//! `a_bound_session_reaches_the_upstream_only_with_a_fresh_ticket`.
 #![cfg(test)]
 
 mod common;

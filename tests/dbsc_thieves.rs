@@ -6,9 +6,11 @@
 //! (`{"continue":false}`). The thief holds everything an infostealer copies off the disk: the
 //! cookie jar and the DBSC session id, never the device key.
 //!
-//! Ticket expiry is the browser's side here (the expired ticket dropped from the jar): tests
-//! never wait the 180 s minimum of `dbsc.ticket_ttl_s`; the server's refusal of a ticket past
-//! its signed `exp` is proven by src/dbsc's unit tests. See tests/dbsc.rs.
+//! Time: tests never wait the 180 s minimum of `dbsc.ticket_ttl_s`. A ticket's expiry is the
+//! browser's side (the expired ticket dropped from the jar) and the server's (a signed `exp`):
+//! the test makes tickets and challenges with the site's key (its own test key), in the
+//! design's format written here from the design, to present an expired ticket and a stale
+//! challenge, each with a fresh one as the control that the format is right.
 #![cfg(test)]
 
 mod common;
@@ -124,6 +126,7 @@ async fn a_refresh_without_the_key_gets_403_and_never_a_ticket() {
         .clone()
         .expect("signed");
     let id = victim.id();
+    let thumb = thumbprint(&victim.device);
     let mut thief = copy_jar(&victim, false);
     let refreshed = m.envoy.counter("session_guard.dbsc.refreshed").await;
 
@@ -151,6 +154,13 @@ async fn a_refresh_without_the_key_gets_403_and_never_a_ticket() {
         format!("{}.{payload}.{}", header("ES256"), b64([0u8; 64])),
         reg_jwt,
         with_payload(&refresh_jwt, &json!({ "jti": c })),
+        // JWTs the victim signed over a challenge of long ago, or one from the future.
+        victim
+            .device
+            .refresh_jwt(&site_refresh_challenge(&thumb, now_s() - 1000)),
+        victim
+            .device
+            .refresh_jwt(&site_refresh_challenge(&thumb, now_s() + 1000)),
     ];
     for jwt in &forged {
         let resp = thief.request(refresh_req(Some(&id), Some(jwt))).await;
@@ -172,8 +182,18 @@ async fn a_refresh_without_the_key_gets_403_and_never_a_ticket() {
         refreshed,
         "no refresh succeeded"
     );
-    // The victim is not hurt by any of it.
+    assert!(
+        m.envoy
+            .counter("session_guard.dbsc.invalid.challenge")
+            .await
+            >= 2
+    );
+    // The victim is not hurt by any of it; and a challenge made now in the format the stale
+    // one was made in works (so the stale one was refused for its age).
+    victim.session.as_mut().unwrap().challenge = Some(site_refresh_challenge(&thumb, now_s()));
+    let n = victim.exchanges.len();
     assert_eq!(victim.refresh().await, Outcome::Refreshed);
+    assert_eq!(victim.statuses_since(n), [200]);
 }
 
 /// The thief's own key: signing the genuine challenge, sending its `jwk` at refresh,
@@ -284,4 +304,47 @@ async fn a_forged_session_id_ends_the_dbsc_session() {
     let resp = holder.request(refresh_req(Some(&id), Some(&jwt))).await;
     assert_eq!(resp.status, 200, "{}", resp.body_str());
     assert!(set_cookie(&resp, TICKET_COOKIE).is_some());
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// The ticket's expiry is signed: a thief whose client keeps sending a ticket past its
+/// `Max-Age` (a script ignores it) gets nothing once the signed `exp` has passed. Tests never
+/// wait 16 minutes: the site's key (the test's own) makes tickets for the victim's key in the
+/// design's format, one that expired, and as the control one still fresh. The ticket the mesh
+/// issued is checked against the same format first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ticket_past_its_signed_expiry_proves_nothing() {
+    let m = dbsc_mesh(dbsc_config("", "")).await;
+    let t0 = now_s();
+    let victim = bound_client(&m, "victim", Form::Bare).await;
+    let t1 = now_s();
+    let thumb = thumbprint(&victim.device);
+    let issued = victim.browser.jar.get(TICKET_COOKIE).unwrap();
+    let (exp, of) = open_site_ticket(issued).expect("the design's format, the site's key");
+    assert_eq!(of, thumb, "issued for the device's key");
+    assert!(
+        (t0 + 960..=t1 + 960).contains(&exp),
+        "exp = issue + ticket_ttl_s + 60: {exp}"
+    );
+    let mut thief = copy_jar(&victim, false);
+    for (exp, proven) in [
+        (now_s() + 600, true),
+        (now_s() - 1, false),
+        (now_s(), false),
+    ] {
+        thief.jar.set(TICKET_COOKIE, &site_ticket(&thumb, exp));
+        let (_, s) = thief_get(&m, &mut thief, "/").await;
+        assert_eq!(s.subject.is_some(), proven, "exp {exp}: {s:?}");
+        assert_eq!(s.id.is_some(), proven, "exp {exp}");
+    }
+    assert_eq!(
+        m.envoy.counter("session_guard.dbsc.invalid.ticket").await,
+        2
+    );
 }

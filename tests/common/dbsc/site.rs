@@ -1,9 +1,14 @@
 //! The site of the DBSC tests: the shipped ingress with DBSC on, its auth service, an app, and
 //! a client that logged in and registered.
 
-use super::{registration, DbscClient, Form};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use super::{registration, DbscClient, Device, Form};
 use crate::common::{
-    cookie_pairs, set_cookie, Mesh, Recorded, Reply, Req, Resp, Upstream, SESSION_COOKIE,
+    cookie_pairs, set_cookie, Mesh, Recorded, Reply, Req, Resp, Upstream, SESSION_COOKIE, TEST_KEY,
 };
 
 /// The bound cookie ("ticket") the mesh issues.
@@ -120,4 +125,66 @@ pub async fn register_as(m: &Mesh, mut c: DbscClient, user: &str) -> DbscClient 
     assert!(c.session.is_some(), "a session config: {}", resp.body_str());
     assert!(c.browser.jar.get(TICKET_COOKIE).is_some(), "a ticket");
     c
+}
+
+/// A device key's thumbprint as the design defines it: SHA-256("session-guard dbsc key\0" ‖
+/// x ‖ y), first 16 bytes.
+pub fn thumbprint(device: &Device) -> [u8; 16] {
+    let jwk = device.jwk();
+    let coord = |c: &str| {
+        B64.decode(jwk[c].as_str().expect("a coordinate"))
+            .expect("base64url")
+    };
+    let digest = Sha256::new()
+        .chain_update(b"session-guard dbsc key\0")
+        .chain_update(coord("x"))
+        .chain_update(coord("y"))
+        .finalize();
+    digest[..16].try_into().expect("16 bytes")
+}
+
+/// A ticket made with the site's key ([`TEST_KEY`], id `k1`) in the design's format, written
+/// here from the design, not from the filter's code: `t1.k1.<B64(exp BE ‖ thumbprint)>.<B64(tag)>`,
+/// tag = HMAC-SHA256(key, "session-guard dbsc ticket\0" ‖ "t1.k1.<payload>"), first 16 bytes.
+/// What a thief replays after the expiry its cookie jar ignores (with a fresh `exp`: the
+/// control that the format is right).
+pub fn site_ticket(thumbprint: &[u8; 16], exp: u64) -> String {
+    let mut payload = exp.to_be_bytes().to_vec();
+    payload.extend_from_slice(thumbprint);
+    let head = format!("t1.k1.{}", B64.encode(payload));
+    let tag = site_mac(&[b"session-guard dbsc ticket\0", head.as_bytes()]);
+    format!("{head}.{}", B64.encode(&tag[..16]))
+}
+
+/// A refresh challenge made with the site's key at time `t`, in the design's format (written
+/// from the design): `<t>.<B64(tag)>`, tag = HMAC-SHA256(key, "session-guard dbsc
+/// challenge\0" ‖ "f" ‖ thumbprint ‖ t as u64 BE), first 16 bytes. What a JWT signed long ago
+/// carries (with `t` now: the control that the format is right).
+pub fn site_refresh_challenge(thumbprint: &[u8; 16], t: u64) -> String {
+    let tag = site_mac(&[
+        b"session-guard dbsc challenge\0",
+        b"f",
+        thumbprint,
+        &t.to_be_bytes(),
+    ]);
+    format!("{t}.{}", B64.encode(&tag[..16]))
+}
+
+/// HMAC-SHA256 under the site's key ([`TEST_KEY`]) of the parts, in order.
+fn site_mac(parts: &[&[u8]]) -> Vec<u8> {
+    let secret = STANDARD.decode(TEST_KEY).expect("TEST_KEY is base64");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&secret).expect("any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The signed expiry and thumbprint of a ticket, once its tag verifies under the site's key.
+pub fn open_site_ticket(value: &str) -> Option<(u64, [u8; 16])> {
+    let (head, _) = value.rsplit_once('.')?;
+    let bytes = B64.decode(head.strip_prefix("t1.k1.")?).ok()?;
+    let exp = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let thumb: [u8; 16] = bytes.get(8..)?.try_into().ok()?;
+    (site_ticket(&thumb, exp) == value).then_some((exp, thumb))
 }
