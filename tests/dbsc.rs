@@ -311,3 +311,68 @@ async fn app_session_cookies_are_removed_while_unproven() {
     );
     assert!(m.envoy.counter("session_guard.app_cookie.unbound").await >= 1);
 }
+
+/// A registration challenge is bound to the session it was offered to: another session's gets
+/// 403 with a challenge for this one, which the browser signs and retries (as Chrome does).
+/// A `jwk` that is not the signer's key: 400, and the offer stays usable.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_challenge_is_bound_to_its_session() {
+    let m = dbsc_mesh(dbsc_config("", "")).await;
+    let mut alice = DbscClient::new(m.envoy.port());
+    let alice_offer = registration(&log_in(&mut alice, "alice").await).expect("offered");
+    let mut bob = DbscClient::new(m.envoy.port());
+    let bob_offer = registration(&log_in(&mut bob, "bob").await).expect("offered");
+    assert_ne!(alice_offer.challenge, bob_offer.challenge);
+
+    let foreign = Registration {
+        challenge: alice_offer.challenge.clone(),
+        ..bob_offer.clone()
+    };
+    let resp = bob.register(&foreign).await;
+    assert_eq!(bob.statuses_since(0), [403, 200], "{}", resp.body_str());
+    assert!(bob.exchanges[0]
+        .resp
+        .header("cache-control")
+        .unwrap()
+        .contains("no-store"));
+    assert_eq!(m.envoy.counter("session_guard.dbsc.challenged").await, 1);
+
+    let signer = Device::new();
+    let header = serde_json::json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": alice.device.jwk()});
+    let jwt = signer.jwt(
+        &header,
+        &serde_json::json!({ "jti": alice_offer.challenge }),
+    );
+    let resp = alice.browser.request(start_req(Some(&jwt))).await;
+    assert_eq!(resp.status, 400, "{}", resp.body_str());
+    assert!(set_cookie(&resp, TICKET_COOKIE).is_none());
+    assert_eq!(
+        m.envoy
+            .counter("session_guard.dbsc.invalid.signature")
+            .await,
+        1
+    );
+    assert_eq!(alice.register(&alice_offer).await.status, 200);
+    assert_eq!(m.envoy.counter("session_guard.dbsc.registered").await, 2);
+}
+
+/// `dbsc.path` moves both endpoints; they are matched without the query; the default path is
+/// then an ordinary path of the app.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_path_serves_both_endpoints_with_or_without_a_query() {
+    let m = dbsc_mesh(dbsc_config(r#","path":"/_dbsc""#, "")).await;
+    let mut c = DbscClient::new(m.envoy.port());
+    let mut offer = registration(&log_in(&mut c, "victim").await).expect("offered");
+    assert_eq!(offer.path, "/_dbsc/start");
+    offer.path.push_str("?from=offer");
+    let before = m.app.count();
+    assert_eq!(c.register(&offer).await.status, 200);
+    let session = c.session.as_mut().unwrap();
+    assert_eq!(session.refresh_url, "/_dbsc/refresh");
+    session.refresh_url.push_str("?x=1");
+    assert_eq!(c.refresh().await, Outcome::Refreshed);
+    assert_eq!(m.app.count(), before, "answered by the filter");
+    let r = c.browser.request(Req::post(REFRESH, Vec::new())).await;
+    assert_eq!((r.status, m.app.count()), (200, before + 1), "forwarded");
+    assert_eq!(seen(&m.app).subject.as_deref(), Some("victim"));
+}

@@ -275,3 +275,30 @@ async fn require_bound_after_ends_unbound_sessions_only() {
         "bound: valid"
     );
 }
+
+/// Turning DBSC off is a rollback: a bound session is an ordinary one again (its identity
+/// reaches the app without a ticket) and the endpoints' paths are the app's.
+#[tokio::test(flavor = "multi_thread")]
+async fn turning_dbsc_off_is_a_rollback() {
+    let on = dbsc_mesh(dbsc_config("", "")).await;
+    let mut victim = bound_client(&on, "victim", Form::Bare).await;
+    let off =
+        dbsc_mesh(dbsc_config("", "").replace(r#""enabled":true"#, r#""enabled":false"#)).await;
+    victim.browser.port = off.envoy.port();
+    victim.browser.jar.remove(TICKET_COOKIE);
+    victim.defer = false;
+    victim.get("/").await;
+    assert_eq!(seen(&off.app).subject.as_deref(), Some("victim"));
+    let before = off.app.count();
+    let r = victim
+        .browser
+        .request(refresh_req(Some(&victim.id()), None))
+        .await;
+    assert_eq!(
+        (r.status, off.app.count()),
+        (200, before + 1),
+        "forwarded to the app"
+    );
+    assert!(!is_continue_false(&r));
+    assert_eq!(off.envoy.counter("session_guard.dbsc.unproven").await, 0);
+}
