@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 
 use super::{registration, DbscClient, Device, Form};
 use crate::common::{
-    cookie_pairs, set_cookie, Mesh, Recorded, Reply, Req, Resp, Upstream, SESSION_COOKIE, TEST_KEY,
+    cookie_pairs, set_cookie, EnvoyBuilder, Mesh, Recorded, Reply, Req, Resp, Upstream,
+    SESSION_COOKIE, TEST_KEY,
 };
 
 /// The bound cookie ("ticket") the mesh issues.
@@ -52,7 +53,20 @@ pub fn site_app(r: &Recorded) -> Reply {
 
 /// The shipped ingress (`app`, `auth`, `api`) with `config`, [`site_auth`] and [`site_app`].
 pub async fn dbsc_mesh(config: String) -> Mesh {
-    let m = Mesh::start(site_auth, |_| Reply::ok(), move |b| b.filter_config(config)).await;
+    dbsc_mesh_tuned(config, |b| b).await
+}
+
+/// [`dbsc_mesh`] with `tune` applied to the builder too (workers, environment).
+pub async fn dbsc_mesh_tuned(
+    config: String,
+    tune: impl FnOnce(EnvoyBuilder) -> EnvoyBuilder,
+) -> Mesh {
+    let m = Mesh::start(
+        site_auth,
+        |_| Reply::ok(),
+        move |b| tune(b.filter_config(config)),
+    )
+    .await;
     m.app.respond_with(site_app);
     m
 }
