@@ -98,20 +98,34 @@ async fn revoke_subjects_ends_the_dbsc_session_at_the_next_refresh() {
     assert_eq!(seen(&m.app).subject.as_deref(), Some("bob"));
 }
 
-/// The key that signed the session id is removed from the ring: the id no longer verifies,
-/// the next refresh ends the DBSC session.
+/// A key rotation keeps the DBSC session: a new signing key first, the old one still in the
+/// ring, and the id (made by the old key) verifies, the new ticket is the new key's. Once the
+/// old key is removed from the ring, the id no longer verifies: the next refresh ends it.
 #[tokio::test(flavor = "multi_thread")]
-async fn removing_the_key_ends_the_dbsc_session_at_the_next_refresh() {
+async fn a_key_rotation_keeps_the_dbsc_session_and_removing_the_key_ends_it() {
     let before = dbsc_mesh(dbsc_config("", "")).await;
     let mut victim = bound_client(&before, "victim", Form::Bare).await;
-    let config = dbsc_config("", "").replace(r#""id":"k1""#, r#""id":"k2""#);
-    let m = dbsc_mesh_tuned(config, |b| {
-        b.env(
-            "SESSION_GUARD_KEY",
-            &STANDARD.encode("another signing key, 32 bytes ++"),
-        )
-    })
-    .await;
+    let new_key = STANDARD.encode("another signing key, 32 bytes ++");
+    let k2 = format!(r#"{{"id":"k2","secret":"{new_key}"}}"#);
+    let rotated = dbsc_config("", "").replace(r#""keys":["#, &format!(r#""keys":[{k2},"#));
+    let m = dbsc_mesh(rotated).await;
+    victim.browser.port = m.envoy.port();
+    assert_eq!(
+        victim.refresh().await,
+        Outcome::Refreshed,
+        "the old key verifies"
+    );
+    let ticket = victim.browser.jar.get(TICKET_COOKIE).unwrap().to_owned();
+    assert!(
+        ticket.starts_with("t1.k2."),
+        "signed by the new key: {ticket}"
+    );
+    victim.defer = false;
+    victim.get("/").await;
+    assert_eq!(seen(&m.app).subject.as_deref(), Some("victim"));
+
+    let removed = dbsc_config("", "").replace(r#""id":"k1""#, r#""id":"k2""#);
+    let m = dbsc_mesh_tuned(removed, move |b| b.env("SESSION_GUARD_KEY", &new_key)).await;
     victim.browser.port = m.envoy.port();
     assert_eq!(victim.refresh().await, Outcome::Ended);
     assert!(is_continue_false(&victim.exchanges.last().unwrap().resp));
