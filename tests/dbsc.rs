@@ -210,6 +210,19 @@ async fn a_login_while_bound_keeps_the_binding() {
     );
     assert_eq!(s.subject.as_deref(), Some("victim"));
     assert_eq!(victim.refresh().await, Outcome::Refreshed, "the same key");
+    // A privilege change, the same.
+    let elevated = victim.get("/auth/elevate").await;
+    assert!(set_cookie(&elevated, SESSION_COOKIE).is_some(), "rotated");
+    assert!(
+        registration(&elevated).is_none(),
+        "no new offer while bound"
+    );
+    victim.get("/").await;
+    assert_eq!(
+        seen(&m.app).subject.as_deref(),
+        Some("victim"),
+        "still proven"
+    );
     victim.browser.jar.remove(TICKET_COOKIE);
     victim.get("/").await;
     assert!(

@@ -344,6 +344,7 @@ async fn a_ticket_past_its_signed_expiry_proves_nothing() {
         let (_, s) = thief_get(&m, &mut thief, "/").await;
         assert_eq!(s.subject.is_some(), proven, "exp {exp}: {s:?}");
         assert_eq!(s.id.is_some(), proven, "exp {exp}");
+        assert_eq!(s.cookie(TICKET_COOKIE), None, "never forwarded");
     }
     assert_eq!(
         m.envoy.counter("session_guard.dbsc.invalid.ticket").await,

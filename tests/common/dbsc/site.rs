@@ -27,7 +27,8 @@ pub fn dbsc_config(dbsc: &str, extra: &str) -> String {
     )
 }
 
-/// The auth service: `/auth/login?user=U` signals a login as U, `/auth/logout` a logout.
+/// The auth service: `/auth/login?user=U` signals a login as U, `/auth/elevate` a privilege
+/// change, `/auth/logout` a logout.
 pub fn site_auth(r: &Recorded) -> Reply {
     let path = r.path_str();
     let reply = Reply::ok();
@@ -35,6 +36,8 @@ pub fn site_auth(r: &Recorded) -> Reply {
         reply
             .header("x-session-guard", "login")
             .header("x-session-guard-subject", user)
+    } else if path == "/auth/elevate" {
+        reply.header("x-session-guard", "privilege")
     } else if path == "/auth/logout" {
         reply.header("x-session-guard", "logout")
     } else {
