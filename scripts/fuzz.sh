@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-600}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
-TARGETS="${FUZZ_TARGETS:-url_strip cookie_header cookie_value session_payload set_cookie config policy header_map}"
+TARGETS="${FUZZ_TARGETS:-url_strip cookie_header cookie_value session_payload set_cookie config policy header_map dbsc_proof}"
 for t in $TARGETS; do
   mkdir -p "fuzz/corpus/$t"
   echo "fuzz: $t for ${SECONDS_EACH}s"

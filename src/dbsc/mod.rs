@@ -1,10 +1,37 @@
 //! Device Bound Session Credentials (W3C DBSC): the wire formats and the proof check, pure.
 //! The policy (`policy/dbsc.rs`) decides; this module parses, signs and verifies.
 //!
-//! STUB (API fixed by the lead; implementation in progress): see /work/dbsc-design.md.
+//! Formats (B64 = base64url without padding, canonical decoding only):
+//!
+//! ```text
+//! thumbprint         = SHA-256("session-guard dbsc key\0" || x || y)[..16]
+//! session_identifier = d1.<kid>.<B64(x || y)>.<B64(tag)>
+//!     tag = HMAC(key[kid], "session-guard dbsc id\0" || "d1.<kid>.<B64(x || y)>")[..16]
+//! challenge          = <t>.<B64(tag)>          t: unix seconds, 1 to 20 digits
+//!     tag = HMAC(key, "session-guard dbsc challenge\0" || kind || bound || t u64 BE)[..16]
+//!     kind 'r' (registration, bound = the mesh session ID), 'f' (refresh, bound = thumbprint)
+//! ticket             = t1.<kid>.<B64(exp u64 BE || thumbprint)>.<B64(tag)>
+//!     tag = HMAC(key[kid], "session-guard dbsc ticket\0" || "t1.<kid>.<payload>")[..16]
+//! proof              = compact JWS, ES256 (raw r || s), header typ "dbsc+jwt"
+//! ```
+//!
+//! Every truncated tag is compared in constant time (`Mac::verify_truncated_left`), at its
+//! full 16 bytes only. A `Debug` here never prints a key, a tag, a challenge or an ID.
+
+mod jwt;
+mod tokens;
+
+pub use jwt::{parse_proof, verify_proof};
+pub use tokens::{challenge, check_challenge, check_ticket, decode_id, encode_id, encode_ticket};
 
 use crate::config::Key;
 use crate::token::{SessionId, TAG_LEN};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::Mac as _;
+use p256::ecdsa::VerifyingKey;
+use p256::{EncodedPoint, FieldBytes};
+use sha2::{Digest, Sha256};
 
 /// The short-lived bound cookie.
 pub const TICKET_COOKIE: &str = "__Host-session-bound";
@@ -14,6 +41,11 @@ pub type Thumbprint = [u8; TAG_LEN];
 pub const REGISTRATION_TTL_S: u64 = 300;
 /// The signed expiry of a ticket exceeds its cookie's Max-Age by this much.
 pub const TICKET_GRACE_S: u64 = 60;
+
+/// The longest `Secure-Session-Response` / `Sec-Secure-Session-Id` value taken.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// The length of a P-256 coordinate.
+const COORD_LEN: usize = 32;
 
 /// A P-256 public key, on the curve (checked when decoded).
 #[derive(Clone, PartialEq, Eq)]
@@ -30,11 +62,40 @@ impl std::fmt::Debug for DeviceKey {
 
 impl DeviceKey {
     /// From affine coordinates; `None` unless the point is on P-256.
-    pub fn from_xy(_x: &[u8], _y: &[u8]) -> Option<Self> {
-        None
+    pub fn from_xy(x: &[u8], y: &[u8]) -> Option<Self> {
+        let key = DeviceKey {
+            x: x.try_into().ok()?,
+            y: y.try_into().ok()?,
+        };
+        key.verifying_key().map(|_| key)
     }
+
     pub fn thumbprint(&self) -> Thumbprint {
-        [0; TAG_LEN]
+        let mut h = Sha256::new();
+        h.update(b"session-guard dbsc key\0");
+        h.update(self.x);
+        h.update(self.y);
+        prefix(&h.finalize())
+    }
+
+    /// The point as p256 takes it: coordinates below the field's modulus, on the curve (the
+    /// uncompressed form cannot name the identity).
+    fn verifying_key(&self) -> Option<VerifyingKey> {
+        let point = EncodedPoint::from_affine_coordinates(
+            &FieldBytes::from(self.x),
+            &FieldBytes::from(self.y),
+            false,
+        );
+        VerifyingKey::from_encoded_point(&point).ok()
+    }
+
+    /// `x || y`, what the session identifier carries.
+    fn xy(&self) -> [u8; 2 * COORD_LEN] {
+        let mut out = [0u8; 2 * COORD_LEN];
+        let (x, y) = out.split_at_mut(COORD_LEN);
+        x.copy_from_slice(&self.x);
+        y.copy_from_slice(&self.y);
+        out
     }
 }
 
@@ -51,7 +112,6 @@ pub enum ProofError {
 }
 
 /// A parsed, not yet verified proof. Borrowed from the header value.
-#[derive(Debug)]
 pub struct Proof<'a> {
     /// The `jwk` of the header (registration only).
     pub jwk: Option<DeviceKey>,
@@ -61,35 +121,47 @@ pub struct Proof<'a> {
     signature: [u8; 64],
 }
 
+/// The `jti` is a challenge (it holds a tag), and the signature is the client's: neither is
+/// printed.
+impl std::fmt::Debug for Proof<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proof")
+            .field("jwk", &self.jwk)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The token of `Secure-Session-Response` or `Sec-Secure-Session-Id`: bare (Chrome 148) or an
 /// sf-string (`"..."`, the spec's ABNF). `None`: empty, oversized, or not a token.
-pub fn header_token(_value: &[u8]) -> Option<&[u8]> {
-    None
+///
+/// Every token this module takes (a compact JWT, a session identifier) is base64url and `.`
+/// only, so that is all the content may hold: an sf-string escape (`\`) never occurs in one.
+pub fn header_token(value: &[u8]) -> Option<&[u8]> {
+    if value.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let value = trim_ows(value);
+    let token = match value.strip_prefix(b"\"") {
+        Some(quoted) => quoted.strip_suffix(b"\"")?,
+        None => value,
+    };
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    (!token.is_empty() && token.iter().all(allowed)).then_some(token)
 }
 
-/// Parses a compact JWT; `registration` says whether the header must carry `jwk` (true) or
-/// must not (false). No signature check here.
-pub fn parse_proof(_jwt: &[u8], _registration: bool) -> Result<Proof<'_>, ProofError> {
-    Err(ProofError::Malformed)
-}
-
-/// The one ECDSA verification (ES256, raw r‖s) of `proof` under `key`.
-pub fn verify_proof(_key: &DeviceKey, _proof: &Proof<'_>) -> Result<(), ProofError> {
-    Err(ProofError::Signature)
-}
-
-/// The `session_identifier`, signed with `key` (the signing key).
-pub fn encode_id(_device: &DeviceKey, _key: &Key) -> String {
-    String::new()
-}
-
-/// The device key from a `session_identifier`, if its MAC verifies under a key of the ring.
-pub fn decode_id(_id: &[u8], _keys: &[Key]) -> Option<DeviceKey> {
-    None
+/// Without the optional whitespace (SP, HTAB) HTTP allows around a field value.
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
 }
 
 /// What a challenge is bound to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum Bound<'a> {
     /// A registration challenge: the mesh session it was offered to.
     Registration(&'a SessionId),
@@ -97,9 +169,14 @@ pub enum Bound<'a> {
     Refresh(&'a Thumbprint),
 }
 
-/// A fresh challenge, MACed with the signing key.
-pub fn challenge(_bound: Bound<'_>, _key: &Key, _now: u64) -> String {
-    String::new()
+/// Neither the session ID nor the thumbprint is printed.
+impl std::fmt::Debug for Bound<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Bound::Registration(_) => "Registration(<redacted>)",
+            Bound::Refresh(_) => "Refresh(<redacted>)",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,23 +187,49 @@ pub enum ChallengeError {
     Stale,
 }
 
-/// Checks a challenge (the `jti`) against the ring, for `bound`, at most `ttl_s` old.
-pub fn check_challenge(
-    _jti: &[u8],
-    _bound: Bound<'_>,
-    _keys: &[Key],
-    _now: u64,
-    _ttl_s: u64,
-) -> Result<(), ChallengeError> {
-    Err(ChallengeError::Forged)
+/// The first `N` bytes of a digest.
+fn prefix<const N: usize>(digest: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (o, d) in out.iter_mut().zip(digest) {
+        *o = *d;
+    }
+    out
 }
 
-/// The ticket cookie's value: valid until `exp` (unix seconds), for `thumbprint`.
-pub fn encode_ticket(_thumbprint: &Thumbprint, _exp: u64, _key: &Key) -> String {
-    String::new()
+/// The truncated HMAC of the concatenated `parts` under `key`. `Key::mac` is `None` only for
+/// a key HMAC refuses, which no key length is: the zero tag then verifies nowhere.
+fn tag(key: &Key, parts: &[&[u8]]) -> [u8; TAG_LEN] {
+    key.mac().map_or([0; TAG_LEN], |mut mac| {
+        for p in parts {
+            mac.update(p);
+        }
+        prefix(&mac.finalize().into_bytes())
+    })
 }
 
-/// The thumbprint a ticket is valid for, if its MAC verifies and it has not expired.
-pub fn check_ticket(_value: &[u8], _keys: &[Key], _now: u64) -> Option<Thumbprint> {
-    None
+/// Whether `tag` is the truncated HMAC of `parts` under `key`, compared in constant time.
+fn verify_tag(key: &Key, parts: &[&[u8]], tag: &[u8; TAG_LEN]) -> bool {
+    key.mac().is_some_and(|mut mac| {
+        for p in parts {
+            mac.update(p);
+        }
+        mac.verify_truncated_left(tag).is_ok()
+    })
 }
+
+/// Exactly `N` bytes from their canonical unpadded base64url form.
+fn b64_array<const N: usize>(encoded: &[u8]) -> Option<[u8; N]> {
+    if encoded.len() != (4 * N).div_ceil(3) {
+        return None;
+    }
+    URL_SAFE_NO_PAD.decode(encoded).ok()?.try_into().ok()
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests;
