@@ -71,7 +71,7 @@ node-deps:
 
 # Binaryen's wasm-opt (npm `binaryen`, pinned in tools/wasm-opt) runs on the linked module:
 # -O3 over what rustc/LLVM produced at "z" makes it both smaller (about 13 %) and no slower,
-# which keeps the module under its 256 KiB budget (docs/performance.md). The features are the
+# which keeps the module under its size budget (320 KiB with DBSC) (docs/performance.md). The features are the
 # ones rustc's wasm32-wasip1 output uses; wasm-opt emits nothing beyond them.
 WASM_OPT      := tools/wasm-opt/node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int

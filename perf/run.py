@@ -33,7 +33,7 @@ do not sit on the bench's CPUs; set BENCH_NICE= to leave priorities alone.
 
 Targets (printed, never asserted): extra cost of session-guard vs the empty filter's extra:
 steady <= 2.5x, anonymous <= 3x, login <= 4x; session-guard <= 1.15x the `calls` probe (the same
-host calls as session-guard's steady request, no computation: the floor); wasm size <= 256 KiB.
+host calls as session-guard's steady request, no computation: the floor); wasm size <= 320 KiB (256 KiB before DBSC).
 
 BENCH_VARIANTS=name=path.wasm,... adds one listener per extra session-guard build (same config),
 measured in the same interleaved rounds as `guard`: the A/B tool for compiler settings and levers.
@@ -81,7 +81,7 @@ CLASSES = {
 CLASS_LISTENER = {"revoke10k": "revoke"}
 APP_COOKIE = "connect.sid"
 TARGETS = {"steady": 2.5, "anonymous": 3.0, "login": 4.0}
-WASM_LIMIT = 256 * 1024
+WASM_LIMIT = 320 * 1024  # 256 KiB until DBSC (issue 29: ES256 verify, +about 55 KB)
 
 
 def env_num(name: str, default, cast=int):

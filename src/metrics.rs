@@ -63,6 +63,23 @@ counters! {
     SpoofedHeadersRemoved => "session_guard.spoofed_headers_removed", "client-sent x-session-id / x-session-subject / x-session-id-next headers removed";
     UpstreamCookieBlocked => "session_guard.upstream_cookie.blocked", "upstream Set-Cookie headers for the mesh cookie's name, removed";
     UpstreamCookieHardened => "session_guard.upstream_cookie.hardened", "upstream Set-Cookie headers given missing Secure/HttpOnly/SameSite";
+    InvalidUnbound => "session_guard.session.invalid.unbound", "authenticated sessions not bound to a device key dbsc.require_bound_after_s after their login";
+    DbscOffered => "session_guard.dbsc.offered", "responses that offered device-bound session registration (Secure-Session-Registration)";
+    DbscRegistered => "session_guard.dbsc.registered", "sessions bound to a device key at the registration endpoint";
+    DbscRefreshed => "session_guard.dbsc.refreshed", "bound-cookie tickets issued at the refresh endpoint after a proof of the device key";
+    DbscChallenged => "session_guard.dbsc.challenged", "endpoint requests answered 403 with a new challenge (no proof, a stale or foreign challenge, a bad signature)";
+    DbscEnded => "session_guard.dbsc.ended", "refreshes answered {\"continue\": false}: the browser's device-bound session ends (session expired, revoked, logged out, key removed, id forged)";
+    DbscUnproven => "session_guard.dbsc.unproven", "requests of a bound session without a valid ticket: forwarded with no identity and no app session cookie (dbsc monitor: counted and forwarded as sent)";
+    DbscVerified => "session_guard.dbsc.verified", "ECDSA signature verifications run (each after every MAC check passed)";
+    DbscInvalidSession => "session_guard.dbsc.invalid.session", "endpoint requests without a valid (authenticated) mesh session";
+    DbscInvalidBound => "session_guard.dbsc.invalid.bound", "registrations refused because the session is already bound to a device key";
+    DbscInvalidId => "session_guard.dbsc.invalid.id", "refreshes whose session identifier is missing, forged or signed by a removed key";
+    DbscInvalidBinding => "session_guard.dbsc.invalid.binding", "refreshes whose session is bound to another device key, or to none";
+    DbscInvalidJwt => "session_guard.dbsc.invalid.jwt", "proofs that are not a valid dbsc+jwt (format, alg, typ, jwk)";
+    DbscInvalidChallenge => "session_guard.dbsc.invalid.challenge", "proofs over a challenge that is forged, foreign or stale";
+    DbscInvalidSignature => "session_guard.dbsc.invalid.signature", "proofs whose ES256 signature does not verify";
+    DbscInvalidTicket => "session_guard.dbsc.invalid.ticket", "bound-cookie tickets presented forged, expired or for another device key";
+    DbscInvalidMethod => "session_guard.dbsc.invalid.method", "endpoint requests with a method other than POST (answered 405)";
     InternalError => "session_guard.internal_error", "host calls that failed or randomness unavailable; the request continued unchanged where safe";
 }
 

@@ -149,13 +149,23 @@ impl Stream {
         match decision.outcome {
             RequestOutcome::Reply(r) if !monitor => {
                 self.pending = None;
-                if host.send_local_response(r.status, &r.headers, r.body) {
+                if host.send_local_response(r.status, &r.headers, &r.body) {
                     return Flow::Pause;
                 }
                 self.fail(host, "send local response");
                 return Flow::Continue;
             }
             RequestOutcome::Reply(_) => {}
+            // The filter's own endpoints (DBSC) are answered in every mode: forwarded, they
+            // would reach an app that does not know them.
+            RequestOutcome::Answer(r) => {
+                self.pending = None;
+                if host.send_local_response(r.status, &r.headers, &r.body) {
+                    return Flow::Pause;
+                }
+                self.fail(host, "send local response");
+                return Flow::Continue;
+            }
             RequestOutcome::Forward(e) if !monitor => self.apply_request(host, &e),
             RequestOutcome::Forward(_) => {}
         }
@@ -352,6 +362,9 @@ impl Stream {
         for name in &e.no_store {
             ok &= host.replace_header(t, name, b"no-store").is_ok();
         }
+        for (name, value) in &e.add {
+            ok &= host.add_header(t, name, value.as_bytes()).is_ok();
+        }
         if !ok {
             self.fail(host, "response header edit");
         }
@@ -390,6 +403,12 @@ fn request_view<'a>(
             "sec-fetch-mode" => view.sec_fetch_mode = Some(value),
             "accept" => view.accept = Some(value),
             "access-control-request-method" => view.cors_request_method = true,
+            "secure-session-response" if view.dbsc_response.is_none() => {
+                view.dbsc_response = Some(value)
+            }
+            "sec-secure-session-id" if view.dbsc_session_id.is_none() => {
+                view.dbsc_session_id = Some(value)
+            }
             n => {
                 // `x_session_subject` counts too: some CGI/WSGI/Rack stacks map `_` and `-`
                 // to the same variable, so an underscore twin would reach the app as ours.
@@ -457,6 +476,9 @@ fn response_view<'a>(
     clippy::indexing_slicing
 )]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests_dbsc;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests_denylist;

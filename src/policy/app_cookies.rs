@@ -182,6 +182,8 @@ fn admit(
 /// rotation (bindings follow) and for a session created to hold a binding.
 pub fn new_session(p: &Pending, id: SessionId, now: u64, subject: Option<String>) -> Session {
     let mut s = fresh_session(id, now, subject, p.scope, p.ua.as_ref());
+    // A login while bound (and proven) keeps the device key: the ticket names the key, not the ID.
+    s.device = p.device;
     for c in &p.app_cookies {
         s.bind(id.binding(&c.name, &c.value));
     }

@@ -8,6 +8,7 @@
 
 mod app_cookies;
 mod cache;
+mod dbsc;
 pub use crate::config::denylist;
 mod record;
 mod request;
@@ -18,6 +19,7 @@ mod trust;
 
 pub use app_cookies::{bind_response, filter_request, AppCookie};
 pub use cache::{commit, partial, shared_cacheable};
+pub use dbsc::{prove, Proven};
 pub use record::{Level, Record};
 pub use request::{
     cookie_header_without_mesh_cookie, decide_request, exempt_path, grant_signal, mint, navigation,
@@ -56,6 +58,10 @@ pub struct RequestView<'a> {
     pub accept: Option<&'a [u8]>,
     /// Whether `Access-Control-Request-Method` is present (with `OPTIONS`: a CORS preflight).
     pub cors_request_method: bool,
+    /// `Secure-Session-Response` (the DBSC proof, a JWT) and `Sec-Secure-Session-Id`: read only
+    /// on the DBSC endpoints.
+    pub dbsc_response: Option<&'a [u8]>,
+    pub dbsc_session_id: Option<&'a [u8]>,
     /// This proxy's logout denylist (`denylist.rs`), asked for a valid session only.
     pub denylist: Denylist<'a>,
     pub now: u64,
@@ -85,7 +91,7 @@ impl std::fmt::Debug for Denylist<'_> {
 pub struct LocalReply {
     pub status: u32,
     pub headers: Vec<(&'static str, String)>,
-    pub body: &'static [u8],
+    pub body: std::borrow::Cow<'static, [u8]>,
 }
 
 /// Header edits on a forwarded request.
@@ -135,11 +141,18 @@ pub struct Pending {
     /// `cookie.anonymous: "navigate"` and the request is no navigation: a fresh ID is
     /// committed only by a response that sets a cookie (or signals).
     pub navigation_only: bool,
+    /// A bound session without a valid ticket (`policy/dbsc.rs`): nothing of it reached the
+    /// upstream, and the response binds, re-issues and offers nothing.
+    pub unproven: bool,
+    /// The device key a rotation keeps: the request's, when it was proven.
+    pub device: Option<[u8; token::TAG_LEN]>,
 }
 
 #[derive(Debug)]
 pub enum RequestOutcome {
     Reply(LocalReply),
+    /// The filter's own endpoints (DBSC): answered in every mode, monitor included.
+    Answer(LocalReply),
     Forward(RequestEdits),
 }
 
@@ -184,6 +197,8 @@ pub struct ResponseEdits {
     pub cache_control: Option<Vec<u8>>,
     /// Targeted cache fields to set to `no-store`.
     pub no_store: Vec<String>,
+    /// Headers to add (`Secure-Session-Registration`).
+    pub add: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug)]
@@ -206,6 +221,7 @@ pub fn invalid_counter(reason: Invalid) -> Counter {
         Invalid::WrongScope => Counter::InvalidWrongScope,
         Invalid::Revoked => Counter::InvalidRevoked,
         Invalid::ClientChanged => Counter::ClientChanged,
+        Invalid::Unbound => Counter::InvalidUnbound,
     }
 }
 
@@ -256,3 +272,14 @@ mod tests;
 )]
 #[path = "commit_tests.rs"]
 mod commit_tests;
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity
+)]
+#[path = "dbsc_tests.rs"]
+mod dbsc_tests;

@@ -2,6 +2,7 @@
 //! plain function of the configuration and the request's headers.
 
 use super::session::CookieCheck;
+use super::Proven;
 use super::{
     app_cookies, printable, session, tag, Ctx, Issue, LocalReply, Pending, Record, RequestDecision,
     RequestEdits, RequestOutcome, RequestView,
@@ -24,6 +25,12 @@ pub fn decide_request(
     let mut rec = Record::new(req.debug_logs, printable(req.request_id));
     let mut edits = RequestEdits::default();
 
+    // The DBSC endpoints first: nothing below may mint, redirect or strip on them.
+    if let Some(ep) = req.path.and_then(|p| cfg.dbsc.endpoint(p)) {
+        let (r, word) = super::dbsc::endpoint(cfg, req, ep, &mut rec);
+        return answer(r, word, req.now, rec);
+    }
+
     // Defense 1: session IDs never travel in URLs to an upstream.
     match url_defense(cfg, req.method, req.path, &mut rec) {
         UrlStep::Clean => {}
@@ -42,6 +49,11 @@ pub fn decide_request(
     let (check, valid_hash) = logged_out(check, &found, req, &mut rec);
     let checked = check.decision();
     let (session, issue) = session::adopt_session(check, &mut rec);
+    // A bound session proves its device key by a fresh ticket, or reaches no upstream.
+    let proven = super::dbsc::prove(cfg, session.as_ref(), req, &mut rec);
+    if proven == Proven::Unproven {
+        return unproven(cfg, req, edits, session, &ctx, rec);
+    }
     let without_mesh = cookie_header_without_mesh_cookie(cfg, &req.cookies, found.count);
     let who = who_mints(cfg, req, exempt);
     let may_mint = who != Mints::Nobody;
@@ -68,6 +80,7 @@ pub fn decide_request(
         spare_id,
         decision,
         navigation_only: who == Mints::OnCookie,
+        device: super::dbsc::device_kept(session.as_ref(), proven),
         ..pending(session, issue, rec.request_id.clone(), req.now)
     };
     RequestDecision {
@@ -98,7 +111,7 @@ fn spare_id(cfg: &Config, no_session: bool, random_id: RandomId<'_>) -> Option<S
 /// A valid session that a logout ended on this proxy is revoked (`logout.refused`): the
 /// proxy's denylist is asked only here, for a session valid by every other check. Also returns
 /// the valid session's hash (computed once per request).
-fn logged_out<'a>(
+pub(super) fn logged_out<'a>(
     check: CookieCheck<'a>,
     found: &Found<'a>,
     req: &RequestView<'_>,
@@ -122,7 +135,7 @@ fn logged_out<'a>(
 }
 
 /// What the validator needs from the request: its scope and its client's fingerprint input.
-fn request_ctx<'a>(cfg: &Config, req: &RequestView<'_>, host: &'a [u8]) -> Ctx<'a> {
+pub(super) fn request_ctx<'a>(cfg: &Config, req: &RequestView<'_>, host: &'a [u8]) -> Ctx<'a> {
     Ctx {
         now: req.now,
         scope: super::scope::scope_for_host(cfg, host),
@@ -182,7 +195,7 @@ pub fn url_defense(cfg: &Config, method: &[u8], path: Option<&[u8]>, rec: &mut R
                     ("location", url::location_value(&s.value)),
                     ("cache-control", "no-store".into()),
                 ],
-                body: b"",
+                body: b"".into(),
             };
             UrlStep::Reply((reply, "url_redirected"))
         }
@@ -204,7 +217,7 @@ fn bad_request(body: &'static [u8]) -> LocalReply {
             ("content-type", "text/plain; charset=utf-8".into()),
             ("cache-control", "no-store".into()),
         ],
-        body,
+        body: body.into(),
     }
 }
 
@@ -217,20 +230,28 @@ pub fn scrub_referer(cfg: &Config, referer: Option<&[u8]>, rec: &mut Record) -> 
     Some(s.value)
 }
 
-/// The `Cookie` headers without the mesh cookie (upstreams get the session headers instead);
-/// `None` when there is none to remove.
+/// The `Cookie` headers without the mesh cookie (upstreams get the session headers instead)
+/// and, with DBSC on, without its ticket; `None` when there is none to remove.
 pub fn cookie_header_without_mesh_cookie(
     cfg: &Config,
     headers: &[&[u8]],
     mesh_cookies: usize,
 ) -> Option<Vec<Vec<u8>>> {
-    if mesh_cookies == 0 {
+    let ticket = crate::dbsc::TICKET_COOKIE.as_bytes();
+    let is_ticket = |c: &cookies::Crumb<'_>| c.name.eq_ignore_ascii_case(ticket);
+    let tickets = cfg.dbsc.enabled
+        && headers
+            .iter()
+            .any(|h| cookies::crumbs(h).any(|c| is_ticket(&c)));
+    if mesh_cookies == 0 && !tickets {
         return None;
     }
     let name = cfg.cookie.name.as_bytes();
+    let ours =
+        |c: &cookies::Crumb<'_>| c.name.eq_ignore_ascii_case(name) || (tickets && is_ticket(c));
     let list = headers
         .iter()
-        .filter_map(|h| match cookies::without_mesh_cookie(h, name) {
+        .filter_map(|h| match cookies::retain(h, |c| !ours(c)) {
             Rewrite::Keep => Some(h.to_vec()),
             Rewrite::Drop => None,
             Rewrite::Replace(v) => Some(v),
@@ -379,7 +400,60 @@ fn pending(session: Option<Session>, issue: Issue, request_id: String, now: u64)
         spare_id: None,
         decision: "none",
         navigation_only: false,
+        unproven: false,
+        device: None,
     }
+}
+
+/// A bound session's request without a valid ticket (`dbsc.rs`): forwarded with the URL
+/// defense applied, no identity headers (spoofed ones removed), no mesh cookie, ticket or app
+/// session cookie; nothing minted or re-issued. The session stays pending so that a login or
+/// logout on the response still applies.
+#[cold]
+fn unproven(
+    cfg: &Config,
+    req: &RequestView<'_>,
+    mut edits: RequestEdits,
+    session: Option<Session>,
+    ctx: &Ctx<'_>,
+    mut rec: Record,
+) -> RequestDecision {
+    let found = cookies::find(&req.cookies, cfg.cookie.name.as_bytes());
+    let current = cookie_header_without_mesh_cookie(cfg, &req.cookies, found.count);
+    let mut none = Issue::None;
+    let app = app_cookies::filter_request(
+        cfg,
+        &req.cookies,
+        current,
+        None,
+        &mut none,
+        req.now,
+        &mut rec,
+    );
+    edits.cookies = app.cookies;
+    // No identity header is set; any the client sent is removed, as on every request.
+    edits.remove = strip_spoofed(&req.spoofed, &mut rec);
+    let mut p = pending(session, Issue::None, rec.request_id.clone(), req.now);
+    p.unproven = true;
+    // A login on this response starts an unbound session of this scope and client.
+    (p.scope, p.ua) = (ctx.scope, ctx.ua);
+    p.decision = "unproven";
+    p.session_hash = p.session.as_ref().map(|s| token::session_hash(&s.id));
+    RequestDecision {
+        outcome: RequestOutcome::Forward(edits),
+        pending: p,
+        record: rec,
+    }
+}
+
+/// The filter's own endpoint answered (DBSC): sent in every mode.
+#[cold]
+fn answer(r: LocalReply, word: &'static str, now: u64, rec: Record) -> RequestDecision {
+    let mut d = reply(r, word, now, rec);
+    if let RequestOutcome::Reply(r) = d.outcome {
+        d.outcome = RequestOutcome::Answer(r);
+    }
+    d
 }
 
 #[cold]

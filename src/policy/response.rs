@@ -28,7 +28,10 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
     if let Some(m) = signalled {
         mesh = m;
     }
-    app_cookies::bind_response(cfg, &mut mesh, p, &resp.set_cookies, &mut rec);
+    if !p.unproven {
+        // An unproven request's session is left alone: nothing of it is re-issued or bound.
+        app_cookies::bind_response(cfg, &mut mesh, p, &resp.set_cookies, &mut rec);
+    }
     if !rotated_or_ended && super::cache::partial(resp.status) {
         // A cache merges a 304's fields into the stored object: no cookie of ours there.
         mesh = MeshCookie::Keep;
@@ -45,15 +48,30 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
     };
 
     let (list, changed) = harden_upstream_cookies(cfg, &resp.set_cookies, &mut rec);
+    let cacheable = super::cache::shared_cacheable(resp);
+    let offer = super::dbsc::offer(
+        cfg,
+        p,
+        &mesh,
+        rotated_or_ended,
+        cacheable,
+        resp.now,
+        &mut rec,
+    );
     let ours = mesh_set_cookie(cfg, &mesh, resp.now);
+    let ticket_expired = match mesh {
+        MeshCookie::Expire => super::dbsc::expired_ticket(cfg),
+        _ => None,
+    };
     let cache_control = cache_headers(ours.is_some(), resp.cache_control.as_deref());
     let no_store = targeted_cache_headers(ours.is_some(), &resp.targeted_cache);
-    let set_cookies = match (ours, changed) {
-        (None, false) => SetCookies::Unchanged,
-        (Some(c), false) => SetCookies::Append(c),
-        (ours, true) => {
+    let set_cookies = match (ours, changed, ticket_expired) {
+        (None, false, None) => SetCookies::Unchanged,
+        (Some(c), false, None) => SetCookies::Append(c),
+        (ours, _, ticket) => {
             let mut list = list;
             list.extend(ours.map(String::into_bytes));
+            list.extend(ticket.map(String::into_bytes));
             SetCookies::Replace(list)
         }
     };
@@ -63,6 +81,7 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
             set_cookies,
             cache_control,
             no_store,
+            add: offer.into_iter().collect(),
         },
         record: rec,
         decision,

@@ -110,6 +110,7 @@ pub fn verify_mesh_cookie<'a>(cfg: &Config, found: &Found<'a>, ctx: &Ctx<'_>) ->
 fn bound_checks(cfg: &Config, s: &mut Session, ctx: &Ctx<'_>) -> Result<(bool, bool), Invalid> {
     let upgrade = check_scope(cfg, s, ctx)?;
     check_revoked(cfg, s)?;
+    check_unbound(cfg, s, ctx.now)?;
     let (recorded, changed) = check_client(cfg, s, ctx.ua)?;
     Ok((upgrade || recorded, changed))
 }
@@ -129,6 +130,18 @@ fn check_scope(cfg: &Config, s: &mut Session, ctx: &Ctx<'_>) -> Result<bool, Inv
         return Err(Invalid::WrongScope);
     }
     Ok(false)
+}
+
+/// `dbsc.require_bound_after_s`: an authenticated session that its browser did not bind to a
+/// device key within that time after its login (when its ID was issued) is invalid.
+fn check_unbound(cfg: &Config, s: &Session, now: u64) -> Result<(), Invalid> {
+    let Some(limit) = cfg.dbsc.require_bound_after_s.filter(|_| cfg.dbsc.enabled) else {
+        return Ok(());
+    };
+    if s.subject.is_some() && s.device.is_none() && now.saturating_sub(s.issued_at) > limit {
+        return Err(Invalid::Unbound);
+    }
+    Ok(())
 }
 
 /// `revoke.not_before`, `revoke.subjects` (by the time the current ID was issued) and

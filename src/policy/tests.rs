@@ -46,7 +46,7 @@ fn counters(r: &Record) -> Vec<&'static str> {
 fn forward(d: &RequestDecision) -> &RequestEdits {
     match &d.outcome {
         RequestOutcome::Forward(e) => e,
-        RequestOutcome::Reply(r) => panic!("unexpected reply {r:?}"),
+        RequestOutcome::Reply(r) | RequestOutcome::Answer(r) => panic!("unexpected reply {r:?}"),
     }
 }
 

@@ -5,8 +5,13 @@ use crate::config::CookieConfig;
 /// `Set-Cookie` for the mesh cookie. No `Domain`: with the `__Host-` prefix a browser would
 /// refuse one, and without it the cookie stays host-only, out of reach of sibling subdomains.
 pub fn mesh_cookie(cfg: &CookieConfig, value: &str, max_age_s: u64) -> String {
-    let mut s = String::with_capacity(cfg.name.len() + value.len() + 80);
-    s.push_str(&cfg.name);
+    named_cookie(&cfg.name, cfg, value, max_age_s)
+}
+
+/// A cookie of the mesh's (the mesh cookie, the DBSC ticket) with the mesh cookie's attributes.
+pub fn named_cookie(name: &str, cfg: &CookieConfig, value: &str, max_age_s: u64) -> String {
+    let mut s = String::with_capacity(name.len() + value.len() + 80);
+    s.push_str(name);
     s.push('=');
     s.push_str(value);
     s.push_str("; Path=/");

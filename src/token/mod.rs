@@ -5,7 +5,8 @@
 //! ```text
 //! v2.<key id>.<payload>.<mac>
 //! payload = base64url(issued_at u64 BE || last_used u64 BE || id 16 bytes || scope 16 bytes
-//!                     || client 8 bytes || n u8 || n x binding 16 bytes || subject bytes)
+//!                     || client 8 bytes || n u8 || n x binding 16 bytes
+//!                     || [device 16 bytes, when n's high bit is set] || subject bytes)
 //! mac     = base64url(HMAC-SHA256(key, u16 BE len(cookie name) || cookie name || "v2.<key id>.<payload>"))
 //! ```
 //!
@@ -17,7 +18,10 @@
 //!
 //! The `binding`s are MACs keyed with the session's own 128-bit ID, and `client` a hash over
 //! that ID (see [`SessionId::client_fingerprint`]): they never change with a signing-key
-//! rotation, mean nothing outside their session, and hold no value in clear. Version 1 (0.1.0: no scope, client or bindings) still decodes, marked `legacy`,
+//! rotation, mean nothing outside their session, and hold no value in clear. `device` is the
+//! thumbprint of the DBSC device key the session is bound to (`crate::dbsc`): under the MAC,
+//! so a bound session can never be presented as unbound (0.2.0 refuses such a value: n > 8).
+//! Version 1 (0.1.0: no scope, client or bindings) still decodes, marked `legacy`,
 //! so that policy can accept it where `cookie.legacy_hosts` says.
 
 use crate::config::{Key, MAX_COOKIE_VALUE_LEN, MAX_SUBJECT_LEN};
@@ -45,6 +49,8 @@ const LEGACY_FIXED: usize = 8 + 8 + ID_LEN;
 const FIXED_PAYLOAD: usize = LEGACY_FIXED + TAG_LEN + CLIENT_LEN + 1;
 /// Clock skew tolerated between proxies that share keys.
 const MAX_FUTURE_SKEW_S: u64 = 300;
+/// The `n` byte's flag: a device thumbprint follows the bindings.
+const DEVICE_FLAG: u8 = 0x80;
 
 /// A session identifier: 128 bits from the VM's CSPRNG. `Debug` and `Display` never print
 /// it; use [`SessionId::encoded`] where the raw ID is meant to go (upstream headers).
@@ -152,6 +158,8 @@ pub struct Session {
     pub client: [u8; CLIENT_LEN],
     /// App session cookies bound to this session, oldest first.
     pub bindings: Vec<[u8; TAG_LEN]>,
+    /// The thumbprint of the DBSC device key this session is bound to.
+    pub device: Option<[u8; TAG_LEN]>,
     /// Decoded from a version-1 value (no scope, client or bindings).
     pub legacy: bool,
 }
@@ -166,6 +174,7 @@ impl Session {
             scope: [0; TAG_LEN],
             client: [0; CLIENT_LEN],
             bindings: Vec::new(),
+            device: None,
             legacy: false,
         }
     }
@@ -225,6 +234,8 @@ pub enum Invalid {
     Revoked,
     /// Presented by another client and `detect.client_change` is `end`.
     ClientChanged,
+    /// Authenticated, not bound to a device key `dbsc.require_bound_after_s` after its login.
+    Unbound,
 }
 
 impl Invalid {
@@ -239,6 +250,7 @@ impl Invalid {
             Invalid::WrongScope => "wrong_scope",
             Invalid::Revoked => "revoked",
             Invalid::ClientChanged => "client_changed",
+            Invalid::Unbound => "unbound",
         }
     }
 }
@@ -272,9 +284,16 @@ pub fn encode(session: &Session, cookie_name: &str, key: &Key) -> Option<String>
     payload.extend_from_slice(&session.id.0);
     payload.extend_from_slice(&session.scope);
     payload.extend_from_slice(&session.client);
-    payload.push(n);
+    payload.push(if session.device.is_some() {
+        n | DEVICE_FLAG
+    } else {
+        n
+    });
     for b in &session.bindings {
         payload.extend_from_slice(b);
+    }
+    if let Some(d) = &session.device {
+        payload.extend_from_slice(d);
     }
     payload.extend_from_slice(subject.as_bytes());
     let mut out = String::with_capacity(128 + payload.len() * 4 / 3);
@@ -354,12 +373,16 @@ pub fn parse_payload(payload: &[u8], legacy: bool) -> Result<Session, Invalid> {
     if !legacy {
         s.scope = array(&mut rest)?;
         s.client = array(&mut rest)?;
-        let [n] = array::<1>(&mut rest)?;
+        let [flags] = array::<1>(&mut rest)?;
+        let n = flags & !DEVICE_FLAG;
         if usize::from(n) > MAX_BINDINGS {
             return Err(Invalid::Malformed);
         }
         for _ in 0..n {
             s.bindings.push(array(&mut rest)?);
+        }
+        if flags & DEVICE_FLAG != 0 {
+            s.device = Some(array(&mut rest)?);
         }
     }
     if !rest.is_empty() {

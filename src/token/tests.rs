@@ -339,3 +339,31 @@ proptest! {
         let _ = decode(&bytes, NAME.as_bytes(), &[key("k1", 1)]);
     }
 }
+
+#[test]
+fn a_device_binding_round_trips_under_the_mac() {
+    let k = key("k1", 1);
+    let mut s = Session::new(SessionId([3; 16]), 100, Some("alice".into()));
+    s.bind([9; TAG_LEN]);
+    s.device = Some([7; TAG_LEN]);
+    let v = encode(&s, NAME, &k).unwrap();
+    assert_eq!(
+        decode(v.as_bytes(), NAME.as_bytes(), std::slice::from_ref(&k)),
+        Ok(s.clone())
+    );
+    // The flag without the thumbprint, or with a short one, is no session.
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&100u64.to_be_bytes());
+    payload.extend_from_slice(&100u64.to_be_bytes());
+    payload.extend_from_slice(&[3; 16]);
+    payload.extend_from_slice(&[0; TAG_LEN + CLIENT_LEN]);
+    payload.push(0x80);
+    assert_eq!(parse_payload(&payload, false), Err(Invalid::Malformed));
+    payload.extend_from_slice(&[7; TAG_LEN]);
+    let bound = parse_payload(&payload, false).unwrap();
+    assert_eq!(bound.device, Some([7; TAG_LEN]));
+    // An unbound session encodes exactly as before the device field existed.
+    s.device = None;
+    let plain = encode(&s, NAME, &k).unwrap();
+    assert!(plain.len() < v.len());
+}

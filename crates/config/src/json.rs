@@ -165,6 +165,7 @@ section! {
         detect: RawDetect,
         observe: RawObserve,
         exempt: RawExempt,
+        dbsc: RawDbsc,
     }
 }
 
@@ -254,6 +255,17 @@ impl FromJson for super::Anonymous {
             Value::String(_) => Err(ConfigError::new(path, ANONYMOUS)),
             _ => Err(wrong(path, "true, false or \"navigate\"", v)),
         }
+    }
+}
+
+section! {
+    RawDbsc {
+        enabled: bool,
+        path: String,
+        ticket_ttl_s: u64,
+        offer: String,
+        require_bound_after_s: u64,
+        mode: String,
     }
 }
 

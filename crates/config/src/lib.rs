@@ -9,6 +9,7 @@
 //! uses `validate_sessions` (the session sections), both use `fields` (shared field rules). The main crate re-exports this crate as
 //! `session_guard::config`.
 
+mod dbsc;
 mod exempt;
 mod fields;
 mod host;
@@ -16,6 +17,7 @@ mod json;
 mod validate;
 mod validate_sessions;
 
+pub use dbsc::{DbscConfig, Endpoint, Offer};
 pub use host::host_scope;
 pub mod cookie_names;
 pub mod denylist;
@@ -327,6 +329,8 @@ pub struct Config {
     pub filter_state: bool,
     /// `exempt.paths`: path prefixes where nothing is minted or re-issued ([`Config::exempt`]).
     pub exempt_paths: Vec<String>,
+    /// `dbsc`: device-bound sessions (off by default).
+    pub dbsc: DbscConfig,
 }
 
 impl Config {
@@ -352,7 +356,7 @@ impl Config {
                 UrlAction::Reject => "reject",
             },
             self.signal.trusted_clusters.join(","),
-        )
+        ) + if self.dbsc.enabled { " dbsc=on" } else { "" }
     }
 
     /// A warning for a configuration that is accepted but weaker than it looks: a cookie name
@@ -360,8 +364,13 @@ impl Config {
     /// it), which defeats app cookie binding for a victim without a mesh session. Not refused:
     /// a fixed `cookie.scope` shared by several hosts needs such a name (docs/app-cookies.md).
     pub fn warning(&self) -> Option<&'static str> {
-        (!self.cookie.name.starts_with("__Host-")).then_some(
-            "cookie.name has no __Host- prefix: a sibling host can set it, with an app cookie bound to it",
+        if !self.cookie.name.starts_with("__Host-") {
+            return Some("cookie.name has no __Host- prefix: a sibling host can set it, with an app cookie bound to it");
+        }
+        // Chrome allows 6 signings per 9 minutes per site and refreshes 120 s before a ticket
+        // expires: one host alone needs ticket_ttl_s >= 120 + 540 / 6 (docs/dbsc.md).
+        (self.dbsc.enabled && self.dbsc.ticket_ttl_s < 210).then_some(
+            "dbsc.ticket_ttl_s under 210 s exceeds Chrome's signing quota for a continuously active user (requests go out unproven)",
         )
     }
 
@@ -466,5 +475,7 @@ pub fn is_token_byte(b: u8) -> bool {
 mod tests;
 #[cfg(test)]
 mod tests_contract;
+#[cfg(test)]
+mod tests_dbsc;
 #[cfg(test)]
 mod tests_exempt;

@@ -35,6 +35,7 @@ pub(super) fn config(raw: RawConfig, env: Env) -> Result<Config, ConfigError> {
         // `observe.filter_state`: publish session_guard.session/.decision (two host calls).
         filter_state: raw.observe.and_then(|o| o.filter_state).unwrap_or(true),
         exempt_paths: super::exempt::paths(raw.exempt.and_then(|e| e.paths))?,
+        dbsc: super::dbsc::dbsc(raw.dbsc, mode)?,
         cookie,
     };
     cross_checks(&config)?;
@@ -318,6 +319,13 @@ fn cross_checks(c: &Config) -> Result<(), ConfigError> {
         if matches!(a.as_str(), "cookie" | "host" | "referer" | "authorization") {
             return Err(ConfigError::new(*field, "must not name a standard header"));
         }
+    }
+    if c.dbsc.enabled && !c.cookie.secure {
+        // The ticket is a `__Host-` cookie: browsers drop it without `Secure`.
+        return Err(ConfigError::new(
+            "dbsc.enabled",
+            "needs cookie.secure: the bound cookie is a __Host- cookie",
+        ));
     }
     if c.signal.header == c.signal.subject_header {
         return Err(ConfigError::new(
