@@ -29,142 +29,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
+#[path = "browser/chromium.rs"]
+mod chromium;
 
+use std::path::PathBuf;
+
+use chromium::{chromium_present, Chromium};
 use common::{send, set_cookie, EnvoyBuilder, Mesh, Recorded, Reply, Req};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 const COOKIE: &str = "__Host-session";
 const TICKET: &str = "__Host-session-bound";
-const CHROMIUM: &str = "/usr/bin/chromium";
 const REFRESH_PATH: &str = "/.session-guard/dbsc/refresh";
 /// The Envoy runtime key the test's fault filter reads: percent of refreshes answered 503.
 const FAULT_KEY: &str = "session_guard_test.dbsc_refresh_abort_percent";
-const STEP_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// False when the test must be skipped (no Chromium outside `make test`).
-fn chromium_present() -> bool {
-    if Path::new(CHROMIUM).exists() {
-        return true;
-    }
-    if std::env::var_os("SESSION_GUARD_REQUIRE_BROWSER").is_some() {
-        panic!("{CHROMIUM} is missing and SESSION_GUARD_REQUIRE_BROWSER is set (apt-get install chromium)");
-    }
-    eprintln!("SKIPPED DBSC browser test: {CHROMIUM} is missing (apt-get install chromium)");
-    false
-}
-
-/// tests/browser/dbsc.mjs, one JSON command and one JSON answer per line.
-struct Chromium {
-    _child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Chromium {
-    async fn start(base: &str) -> Chromium {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-        if !dir
-            .join("node_modules/playwright-core/package.json")
-            .exists()
-        {
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&dir)
-                .status()
-                .await
-                .expect("npm is needed for the browser test (node 20+)");
-            assert!(status.success(), "npm ci --prefix tests/browser failed");
-        }
-        let mut child = Command::new("node")
-            .arg(dir.join("dbsc.mjs"))
-            .arg(base)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node is needed for the browser test (node 20+)");
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut c = Chromium {
-            _child: child,
-            stdin,
-            lines,
-        };
-        let ready = c.answer("start").await;
-        eprintln!("chromium: {ready}");
-        c
-    }
-
-    async fn answer(&mut self, what: &str) -> Value {
-        let line = tokio::time::timeout(STEP_TIMEOUT, self.lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("dbsc.mjs: no answer to {what} in {STEP_TIMEOUT:?}"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("dbsc.mjs ended before answering {what}"));
-        let v: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("dbsc.mjs printed no JSON for {what} ({e}): {line}"));
-        assert_eq!(v["ok"], true, "dbsc.mjs failed at {what}: {v:#}");
-        v
-    }
-
-    async fn call(&mut self, cmd: Value) -> Value {
-        let what = cmd.to_string();
-        self.stdin
-            .write_all(format!("{what}\n").as_bytes())
-            .await
-            .unwrap();
-        let v = self.answer(&what).await;
-        eprintln!("chromium {what} -> {}", short(&v));
-        v
-    }
-
-    async fn goto(&mut self, path: &str) -> Value {
-        self.call(json!({"cmd": "goto", "path": path})).await
-    }
-
-    async fn login(&mut self, user: &str) -> Value {
-        self.call(json!({"cmd": "login", "user": user})).await
-    }
-
-    async fn cookie(&mut self, name: &str) -> Option<Value> {
-        let v = self.call(json!({"cmd": "cookies"})).await;
-        v["cookies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .cloned()
-    }
-
-    async fn clear_cookie(&mut self, name: &str) {
-        self.call(json!({"cmd": "clear_cookie", "name": name}))
-            .await;
-    }
-
-    /// Waits until Chromium reported `count` DBSC events of `kind`; returns them all.
-    async fn wait_event(&mut self, kind: &str, count: usize) -> Vec<Value> {
-        let cmd = json!({"cmd": "wait_event", "type": kind, "count": count, "timeout_ms": 30000});
-        let v = self.call(cmd).await;
-        v["events"].as_array().unwrap().clone()
-    }
-
-    async fn events(&mut self, kind: &str) -> Vec<Value> {
-        let v = self.call(json!({"cmd": "events"})).await;
-        let all = v["events"].as_array().unwrap();
-        all.iter().filter(|e| e["type"] == kind).cloned().collect()
-    }
-}
-
-/// A report line for the test's output (the full page JSON can be long).
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    s.chars().take(600).collect()
-}
 
 /// The auth upstream: the demo's form (same ids as demo/auth.py), a login signalled to the
 /// mesh with the form's username as the subject, and a logout.
@@ -317,6 +195,17 @@ async fn counter(mesh: &Mesh, name: &str) -> u64 {
     mesh.envoy.counter(&format!("session_guard.{name}")).await
 }
 
+/// The filter's DBSC counters, for the test's output (what Chromium made the filter do).
+async fn report_counters(mesh: &Mesh) {
+    let all = mesh.envoy.filter_counters().await;
+    let dbsc: Vec<String> = all
+        .iter()
+        .filter(|(k, _)| k.starts_with("session_guard.dbsc."))
+        .map(|(k, v)| format!("{}={v}", k.trim_start_matches("session_guard.dbsc.")))
+        .collect();
+    eprintln!("filter counters: {}", dbsc.join(" "));
+}
+
 /// The value of cookie `name` in the browser's jar (it must be there).
 async fn jar(chromium: &mut Chromium, name: &str) -> String {
     let c = chromium.cookie(name).await;
@@ -438,6 +327,11 @@ async fn with_dbsc_chromium_binds_the_session_refreshes_its_ticket_and_a_stolen_
             "{r:?}"
         );
         assert_eq!(r.header("secure-session-skipped"), None, "{r:?}");
+        let cookie = r.header("cookie").unwrap_or_default();
+        assert!(
+            !cookie.contains(TICKET),
+            "the ticket reached the app: {r:?}"
+        );
     }
     assert_eq!(counter(&mesh, "dbsc.unproven").await, 1, "only the thief's");
 
@@ -466,6 +360,7 @@ async fn with_dbsc_chromium_binds_the_session_refreshes_its_ticket_and_a_stolen_
     assert_eq!(chromium.events("refresh").await.len(), refreshes);
     let (_, seen) = thief(&mesh, &[(COOKIE, &stolen), (TICKET, &stolen_ticket)]).await;
     assert_eq!(seen.header("x-session-subject"), None, "{seen:?}");
+    report_counters(&mesh).await;
     chromium.call(json!({"cmd": "close"})).await;
 }
 
@@ -542,5 +437,6 @@ async fn with_dbsc_a_failing_refresh_releases_the_browsers_requests_unproven() {
         "DBSC events: {}",
         chromium.call(json!({"cmd": "events"})).await
     );
+    report_counters(&mesh).await;
     chromium.call(json!({"cmd": "close"})).await;
 }

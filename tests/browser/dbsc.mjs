@@ -71,8 +71,10 @@ async function waitEvent(type, count, timeoutMs) {
 }
 
 // What the app upstream saw, as the test's upstream renders it: <pre id="seen">JSON</pre>.
+// The page has loaded when this runs: no waiting for an element another upstream never renders.
 async function seen(page) {
-  const text = await page.textContent('#seen').catch(() => null);
+  const el = await page.$('#seen');
+  const text = el ? await el.textContent() : null;
   try { return text ? JSON.parse(text) : null; } catch { return text; }
 }
 
