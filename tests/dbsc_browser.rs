@@ -312,6 +312,25 @@ async fn with_dbsc_chromium_binds_the_session_refreshes_its_ticket_and_a_stolen_
     );
     assert!(chromium.cookie(TICKET).await.is_some());
 
+    // A login while bound (proven): the mesh rotates the session ID and keeps the binding, so
+    // nothing is offered again and Chromium's DBSC session goes on refreshing for the new ID.
+    let offered = counter(&mesh, "dbsc.offered").await;
+    let again = chromium.login("alice").await;
+    assert_eq!(again["seen"]["subject"], "alice", "{again:#}");
+    assert_ne!(
+        again["seen"]["session_id"], page["seen"]["session_id"],
+        "rotated"
+    );
+    assert_eq!(counter(&mesh, "dbsc.offered").await, offered);
+    let refreshed = counter(&mesh, "dbsc.refreshed").await;
+    chromium.clear_cookie(TICKET).await;
+    let page = chromium.goto("/whoami").await;
+    assert_eq!(page["usages"][0][0], "Deferred", "{page:#}");
+    assert_eq!(page["seen"]["subject"], "alice", "{page:#}");
+    assert_eq!(page["seen"]["session_id"], again["seen"]["session_id"]);
+    assert!(counter(&mesh, "dbsc.refreshed").await > refreshed);
+    assert_eq!(counter(&mesh, "dbsc.registered").await, 1);
+
     // The app never saw an unproven request from the browser while refresh worked.
     let browser: Vec<Recorded> = mesh
         .app
@@ -337,6 +356,9 @@ async fn with_dbsc_chromium_binds_the_session_refreshes_its_ticket_and_a_stolen_
 
     // Logout: the mesh expires both cookies; the browser's next request is deferred, the
     // refresh finds no session and answers {"continue": false}: Chromium ends the session.
+    // The thief's copy of the session that logs out, taken just before.
+    let stolen = jar(&mut chromium, COOKIE).await;
+    let stolen_ticket = jar(&mut chromium, TICKET).await;
     let ended = counter(&mesh, "dbsc.ended").await;
     let out = chromium.goto("/auth/logout").await;
     assert_eq!(out["seen"]["subject"], Value::Null, "{out:#}");
@@ -359,7 +381,11 @@ async fn with_dbsc_chromium_binds_the_session_refreshes_its_ticket_and_a_stolen_
     assert!(!used.contains(&&json!("Deferred")), "{page:#}");
     assert_eq!(chromium.events("refresh").await.len(), refreshes);
     let (_, seen) = thief(&mesh, &[(COOKIE, &stolen), (TICKET, &stolen_ticket)]).await;
-    assert_eq!(seen.header("x-session-subject"), None, "{seen:?}");
+    assert_eq!(
+        seen.header("x-session-subject"),
+        None,
+        "logged out: {seen:?}"
+    );
     report_counters(&mesh).await;
     chromium.call(json!({"cmd": "close"})).await;
 }
