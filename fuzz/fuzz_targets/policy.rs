@@ -1,4 +1,5 @@
-//! The whole request and response decision on arbitrary header bytes: never a panic.
+//! The whole request and response decision on arbitrary header bytes, the DBSC endpoints
+//! included: never a panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use session_guard::policy::{decide_request, decide_response, grant_signal, RequestView, ResponseView};
@@ -7,7 +8,8 @@ fuzz_target!(|data: &[u8]| {
     let cfg = session_guard::config::parse(
         br#"{"keys":[{"id":"k1","secret":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}],
             "app_cookies":{"extra_names":["a"],"adopt_until":1800000001},"detect":{"client_change":"end"},
-            "exempt":{"paths":["/a","/b/"]},"cookie":{"anonymous":"navigate"}}"#,
+            "exempt":{"paths":["/a","/b/"]},"cookie":{"anonymous":"navigate"},
+            "dbsc":{"enabled":true,"offer":"authenticated","require_bound_after_s":5}}"#,
         &|_| None,
     )
     .unwrap();
@@ -17,9 +19,19 @@ fuzz_target!(|data: &[u8]| {
     let signal = parts.next().unwrap_or(&[]);
     let subject = parts.next().unwrap_or(&[]);
     let set_cookie = parts.next().unwrap_or(&[]);
+    let proof = parts.next().unwrap_or(&[]);
+    // Some inputs go to the DBSC endpoints (the fuzzer would rarely spell their paths).
+    let flags = data.first().copied().unwrap_or(0);
+    let path: &[u8] = match flags & 6 {
+        2 => b"/.session-guard/dbsc/start",
+        4 => b"/.session-guard/dbsc/refresh",
+        _ => path,
+    };
     let req = RequestView {
-        method: b"GET",
+        method: if flags & 8 == 0 { b"GET" } else { b"POST" },
         path: Some(path),
+        dbsc_response: Some(proof),
+        dbsc_session_id: Some(subject),
         referer: Some(path),
         cookies: vec![cookie],
         authority: Some(subject),

@@ -94,12 +94,15 @@ fn start(
     let thumb = device.thumbprint();
     s.device = Some(thumb);
     s.last_used = now;
+    let session = super::tag(&s.id);
     let mesh = super::mesh_set_cookie(cfg, &MeshCookie::Set(s), now);
     let Some(mesh) = mesh else {
         return refused(rec, Counter::InternalError);
     };
     rec.count(Counter::DbscRegistered);
-    rec.info(format_args!("dbsc: session bound to a device key"));
+    rec.info(format_args!(
+        "dbsc: session bound to a device key session={session}"
+    ));
     let id = dbsc::encode_id(&device, key);
     let body = session_config(cfg, &id).into_bytes();
     let mut headers = issued(cfg, &thumb, key, now, &id);

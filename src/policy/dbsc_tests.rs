@@ -9,28 +9,28 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use p256::ecdsa::{signature::Signer, Signature, SigningKey};
 
-const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-const NOW: u64 = 1_800_000_000;
+pub(super) const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+pub(super) const NOW: u64 = 1_800_000_000;
 const START: &[u8] = b"/.session-guard/dbsc/start";
 const REFRESH: &[u8] = b"/.session-guard/dbsc/refresh";
 
-fn cfg(extra: &str) -> Config {
+pub(super) fn cfg(extra: &str) -> Config {
     let json =
         format!(r#"{{"keys":[{{"id":"k1","secret":"{KEY}"}}],"dbsc":{{"enabled":true{extra}}}}}"#);
     parse(json.as_bytes(), &|_| None).unwrap()
 }
 
-fn device(seed: u8) -> SigningKey {
+pub(super) fn device(seed: u8) -> SigningKey {
     SigningKey::from_slice(&[seed; 32]).unwrap()
 }
 
-fn public(k: &SigningKey) -> DeviceKey {
+pub(super) fn public(k: &SigningKey) -> DeviceKey {
     let p = k.verifying_key().to_encoded_point(false);
     DeviceKey::from_xy(p.x().unwrap(), p.y().unwrap()).unwrap()
 }
 
 /// A `dbsc+jwt` over `jti`, with the `jwk` header member when `jwk` (registration).
-fn jwt(k: &SigningKey, jti: &str, jwk: bool) -> String {
+pub(super) fn jwt(k: &SigningKey, jti: &str, jwk: bool) -> String {
     let p = k.verifying_key().to_encoded_point(false);
     let jwk = if jwk {
         format!(
@@ -52,7 +52,7 @@ fn jwt(k: &SigningKey, jti: &str, jwk: bool) -> String {
 }
 
 /// An authenticated session (bound to `device` if given), as a Cookie header value.
-fn session(c: &Config, device: Option<&SigningKey>) -> (Session, String) {
+pub(super) fn session(c: &Config, device: Option<&SigningKey>) -> (Session, String) {
     let mut s = Session::new(SessionId([7; 16]), NOW - 10, Some("alice".into()));
     s.scope = request_scope(c, None);
     s.client = s.id.client_fingerprint(&token::ua_digest(b""));
@@ -61,7 +61,7 @@ fn session(c: &Config, device: Option<&SigningKey>) -> (Session, String) {
     (s, format!("__Host-session={v}"))
 }
 
-fn ticket(c: &Config, d: &SigningKey, exp: u64) -> String {
+pub(super) fn ticket(c: &Config, d: &SigningKey, exp: u64) -> String {
     let t = dbsc::encode_ticket(&public(d).thumbprint(), exp, &c.keys[0]);
     format!("{}={t}", dbsc::TICKET_COOKIE)
 }
@@ -91,11 +91,11 @@ fn header<'a>(r: &'a LocalReply, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn counted(d: &RequestDecision, name: &str) -> bool {
+pub(super) fn counted(d: &RequestDecision, name: &str) -> bool {
     d.record.counters.iter().any(|(c, _)| c.name() == name)
 }
 
-fn decide(c: &Config, v: &RequestView<'_>) -> RequestDecision {
+pub(super) fn decide(c: &Config, v: &RequestView<'_>) -> RequestDecision {
     let mut n = 0u8;
     decide_request(c, v, &mut || {
         n += 1;
@@ -104,7 +104,7 @@ fn decide(c: &Config, v: &RequestView<'_>) -> RequestDecision {
 }
 
 /// The challenge inside `Secure-Session-Challenge: "<c>";id="..."` or a registration header.
-fn quoted_challenge(v: &str) -> String {
+pub(super) fn quoted_challenge(v: &str) -> String {
     let from = v.find("challenge=\"").map_or(1, |i| i + 11);
     let rest = &v[from..];
     rest[..rest.find('"').unwrap()].to_string()
@@ -401,180 +401,4 @@ fn an_anonymous_flood_of_the_endpoints_runs_no_signature_check() {
         });
         assert!(!counted(&decide(&c, &v), "session_guard.dbsc.verified"));
     }
-}
-
-fn get<'a>(cookies: Vec<&'a [u8]>) -> RequestView<'a> {
-    RequestView {
-        method: b"GET",
-        path: Some(b"/account"),
-        cookies,
-        now: NOW,
-        ..Default::default()
-    }
-}
-
-#[test]
-fn a_bound_session_reaches_the_upstream_only_with_a_fresh_ticket() {
-    let c = cfg("");
-    let d = device(1);
-    let (_, mesh) = session(&c, Some(&d));
-    let fresh = ticket(&c, &d, NOW + 10);
-    let expired = ticket(&c, &d, NOW);
-    let foreign = ticket(&c, &device(2), NOW + 10);
-    let with = |t: &str| match t {
-        "" => format!("{mesh}; JSESSIONID=abc; theme=dark"),
-        t => format!("{mesh}; {t}; JSESSIONID=abc; theme=dark"),
-    };
-    let ok = decide(&c, &get(vec![with(&fresh).as_bytes()]));
-    let e = forward_edits(&ok);
-    assert!(e.set.iter().any(|(n, _)| n == "x-session-subject"));
-    assert!(
-        !String::from_utf8_lossy(&e.cookies.clone().unwrap()[0]).contains("__Host-session-bound")
-    );
-    assert_eq!(ok.pending.device, Some(public(&d).thumbprint()));
-    for (t, invalid) in [
-        ("", false),
-        (expired.as_str(), true),
-        (foreign.as_str(), true),
-    ] {
-        let hdr = with(t);
-        let mut v = get(vec![hdr.as_bytes()]);
-        v.spoofed = vec!["x-session-subject"];
-        let dec = decide(&c, &v);
-        let e = forward_edits(&dec);
-        assert!(e.set.is_empty(), "{t}");
-        assert_eq!(e.remove, ["x-session-subject"]);
-        assert_eq!(e.cookies, Some(vec![b"theme=dark".to_vec()]), "{t}");
-        assert!(dec.pending.unproven && dec.pending.device.is_none());
-        assert_eq!(dec.pending.decision, "unproven");
-        assert!(counted(&dec, "session_guard.dbsc.unproven"));
-        assert_eq!(counted(&dec, "session_guard.dbsc.invalid.ticket"), invalid);
-        assert_eq!(dec.pending.issue, Issue::None);
-    }
-    // DBSC off (a rollback): the bound session is an ordinary one.
-    let off = parse(
-        format!(r#"{{"keys":[{{"id":"k1","secret":"{KEY}"}}]}}"#).as_bytes(),
-        &|_| None,
-    )
-    .unwrap();
-    let dec = decide(&off, &get(vec![with("").as_bytes()]));
-    assert!(forward_edits(&dec)
-        .set
-        .iter()
-        .any(|(n, _)| n == "x-session-subject"));
-    // Monitor: counted, forwarded with its identity.
-    let m = cfg(r#","mode":"monitor""#);
-    let dec = decide(&m, &get(vec![with("").as_bytes()]));
-    assert!(counted(&dec, "session_guard.dbsc.unproven"));
-    assert!(forward_edits(&dec)
-        .set
-        .iter()
-        .any(|(n, _)| n == "x-session-id"));
-}
-
-fn forward_edits(d: &RequestDecision) -> &RequestEdits {
-    match &d.outcome {
-        RequestOutcome::Forward(e) => e,
-        other => panic!("expected forward, got {other:?}"),
-    }
-}
-
-#[test]
-fn require_bound_after_s_ends_unbound_authenticated_sessions() {
-    let c = cfg(r#","require_bound_after_s":5"#);
-    let (_, unbound) = session(&c, None);
-    let dec = decide(&c, &get(vec![unbound.as_bytes()]));
-    assert!(counted(&dec, "session_guard.session.invalid.unbound"));
-    let c = cfg(r#","require_bound_after_s":60"#);
-    let dec = decide(&c, &get(vec![unbound.as_bytes()]));
-    assert!(counted(&dec, "session_guard.session.valid"));
-}
-
-fn login_response(c: &Config, p: &Pending, signal: &'static [u8]) -> ResponseDecision {
-    let v = ResponseView {
-        signals: vec![signal],
-        subjects: vec![b"alice"],
-        now: NOW,
-        ..Default::default()
-    };
-    decide_response(c, p, &v)
-}
-
-#[test]
-fn offers_on_login_keeps_a_proven_binding_and_expires_the_ticket_on_logout() {
-    let c = cfg("");
-    let d = device(1);
-    let (_, mesh) = session(&c, Some(&d));
-    let (_, unbound) = session(&c, None);
-    let fresh = ticket(&c, &d, NOW + 10);
-    let proven_hdr = format!("{mesh}; {fresh}");
-    let mut cases = vec![];
-    for (hdr, offered, kept) in [
-        (unbound.as_str(), true, None),
-        (proven_hdr.as_str(), false, Some(public(&d).thumbprint())),
-        (mesh.as_str(), true, None),
-    ] {
-        let mut p = decide(&c, &get(vec![hdr.as_bytes()])).pending;
-        p.may_signal = true;
-        p.next_id = Some(SessionId([5; 16]));
-        cases.push((p, offered, kept));
-    }
-    for (p, offered, kept) in cases {
-        let r = login_response(&c, &p, b"login");
-        let offer: Vec<_> = r
-            .edits
-            .add
-            .iter()
-            .filter(|(n, _)| *n == "secure-session-registration")
-            .collect();
-        assert_eq!(
-            offer.len(),
-            usize::from(offered),
-            "{:?} {:?}",
-            p.decision,
-            r.edits
-        );
-        if offered {
-            let ch = quoted_challenge(&offer[0].1);
-            let ok = dbsc::check_challenge(
-                ch.as_bytes(),
-                Bound::Registration(&SessionId([5; 16])),
-                &c.keys,
-                NOW,
-                300,
-            );
-            assert_eq!(ok, Ok(()));
-            assert!(offer[0]
-                .1
-                .starts_with("(ES256);path=\"/.session-guard/dbsc/start\""));
-        }
-        let MeshCookieOf(s) = mesh_of(&c, &r);
-        assert_eq!(s.device, kept);
-    }
-    let p = decide(&c, &get(vec![proven_hdr.as_bytes()])).pending;
-    let mut p = p;
-    p.may_signal = true;
-    let r = login_response(&c, &p, b"logout");
-    let SetCookies::Replace(list) = &r.edits.set_cookies else {
-        panic!("logout expires two cookies")
-    };
-    assert!(list
-        .iter()
-        .any(|v| v.starts_with(b"__Host-session-bound=; ") && v.ends_with(b"Max-Age=0")));
-}
-
-struct MeshCookieOf(Session);
-
-fn mesh_of(c: &Config, r: &ResponseDecision) -> MeshCookieOf {
-    let list: Vec<Vec<u8>> = match &r.edits.set_cookies {
-        SetCookies::Append(v) => vec![v.clone().into_bytes()],
-        SetCookies::Replace(l) => l.clone(),
-        SetCookies::Unchanged => vec![],
-    };
-    let v = list
-        .iter()
-        .find(|v| v.starts_with(b"__Host-session="))
-        .unwrap();
-    let v = &v[15..v.iter().position(|&b| b == b';').unwrap()];
-    MeshCookieOf(token::decode(v, b"__Host-session", &c.keys).unwrap())
 }

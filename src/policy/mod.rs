@@ -283,3 +283,14 @@ mod commit_tests;
 )]
 #[path = "dbsc_tests.rs"]
 mod dbsc_tests;
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity
+)]
+#[path = "dbsc_steady_tests.rs"]
+mod dbsc_steady_tests;
