@@ -15,7 +15,8 @@
 //! Shown: without DBSC, cookies copied from the browser authenticate another client (the theft
 //! works); with DBSC, Chromium registers, the filter counts it, requests are deferred and carry
 //! a fresh ticket, the app never sees an unproven request from the browser while refresh
-//! works; copied cookies authenticate only with a valid ticket; a refresh answered 503 (an
+//! works; copied cookies authenticate only with a valid ticket; a login while bound keeps the
+//! browser's DBSC session refreshing for the new session ID; a refresh answered 503 (an
 //! Envoy fault filter in front of session-guard, switched on at runtime through the admin
 //! interface) releases the browser's requests unproven with `Secure-Session-Skipped`; a logout
 //! ends the browser's DBSC session (`{"continue": false}` at its next refresh).
