@@ -25,7 +25,8 @@
 //! [`process`] (the running Envoy), [`mesh`] (the shipped ingress with its three upstreams, a
 //! fixture shared by several test files) and [`istio`] (istiod / istio-agent emulation, used
 //! by the Istio tests through `common::istio::*`). Every public item of the first seven is
-//! re-exported here, so `use common::*;` reaches it by its name.
+//! re-exported here, so `use common::*;` reaches it by its name. [`dbsc`] (a scripted DBSC
+//! client with its own device key, and the DBSC site fixture) is reached as `common::dbsc::*`.
 //!
 //! Environment: `ENVOY_BIN` (default `<repo>/.venv/bin/envoy`) and `SESSION_GUARD_WASM`
 //! (default `<repo>/target/wasm32-wasip1/release/session_guard.wasm`); the Makefile exports both.
@@ -68,6 +69,7 @@ pub mod access_log;
 pub mod apps;
 pub mod client;
 pub mod cookies;
+pub mod dbsc;
 pub mod envoy;
 pub mod h2_raw;
 pub mod istio;
