@@ -114,8 +114,11 @@ build-native:
 ## --- tests -----------------------------------------------------------------------------
 
 # The browser test is required here (it may only skip when run outside `make test`).
+# Device-bound sessions run in both builds here (the whole suite under native: `make test-native`).
 test: build build-fault build-native deps browser-deps image-deps apps-deps cache-deps baseline-wasm fuzz-smoke
 	SESSION_GUARD_REQUIRE_BROWSER=1 cargo test --profile test-opt -- --test-threads=4
+	SESSION_GUARD_BUILD=native SESSION_GUARD_REQUIRE_BROWSER=1 cargo test --profile test-opt \
+	  --test dbsc --test dbsc_endings --test dbsc_thieves --test dbsc_browser -- --test-threads=4
 
 test-unit:
 	cargo test --profile test-opt --lib
