@@ -35,6 +35,11 @@ Targets (printed, never asserted): extra cost of session-guard vs the empty filt
 steady <= 2.5x, anonymous <= 3x, login <= 4x; session-guard <= 1.15x the `calls` probe (the same
 host calls as session-guard's steady request, no computation: the floor); wasm size <= 320 KiB (256 KiB before DBSC).
 
+DBSC: every session-guard listener runs with "dbsc": {"enabled": true}; `steady` is an unbound
+session's request (no new host call: CALLS_SEQ; the `nodbsc` listener, DBSC off, gives the A/B),
+`authed`/`bound` a logged-in session without and with a device key and its ticket, `refresh` the
+refresh endpoint (one ES256 verify; perf/dbsc.py registers the key and signs the proof).
+
 BENCH_VARIANTS=name=path.wasm,... adds one listener per extra session-guard build (same config),
 measured in the same interleaved rounds as `guard`: the A/B tool for compiler settings and levers.
 """
@@ -61,6 +66,10 @@ LISTENERS = ("none", "empty", "guard")
 # removal, x-session-id, routed cluster; response: header map), no computation. Measured in the
 # steady class only; guard/calls is the "floor ratio" (how much of the cost is ours).
 CALLS_SEQ = "req_map+time+shared+metric+prop+prop2+rm_cookie+set_sid+cluster+resp_map"
+# Listeners measured in the steady class only: the probe above, and `nodbsc`, session-guard with
+# the guard listener's configuration less DBSC (guard - nodbsc: what DBSC on costs an unbound
+# session's request, paired per round; it should be nothing).
+STEADY_ONLY = ("calls", "nodbsc")
 FLOOR_TARGET = 1.15
 COOKIE = "__Host-session"
 FORGED = f"{COOKIE}=v1.k1.AAAA.BBBB"
@@ -87,7 +96,7 @@ CLASS_METHOD = {"refresh": "POST"}
 CLASS_LISTENER = {"revoke10k": "revoke"}
 APP_COOKIE = "connect.sid"
 TARGETS = {"steady": 2.5, "anonymous": 3.0, "login": 4.0}
-WASM_LIMIT = 320 * 1024  # 256 KiB until DBSC (issue 29: ES256 verify, +about 55 KB)
+WASM_LIMIT = 320 * 1024  # 256 KiB until DBSC (issue 29: ES256 verify, +57.5 KB)
 
 
 def env_num(name: str, default, cast=int):
@@ -177,8 +186,8 @@ def main() -> int:
     for name, path in variants.items():
         size = Path(path).stat().st_size
         c.log(f"variant {name}: {path} ({size} bytes = {size / 1024:.1f} KiB)")
-    extra = [n for n in ("revoke", "calls") if any(
-        CLASS_LISTENER.get(k) == n or (n == "calls" and k == "steady") for k in classes)]
+    extra = [n for n in ("revoke", "calls", "nodbsc") if any(
+        CLASS_LISTENER.get(k) == n or (n in STEADY_ONLY and k == "steady") for k in classes)]
     extra += list(variants)
     if "calls" in extra and not Path(PROBE_WASM).exists():
         raise SystemExit(f"missing hostcall probe (make bench builds it): {PROBE_WASM}")
@@ -259,7 +268,7 @@ def main() -> int:
         """(none, empty, the class's guard listener, variants..., calls for steady)."""
         g = CLASS_LISTENER.get(cls, "guard")
         more = tuple(variants) if g == "guard" else ()
-        return ("none", "empty", g) + more + (("calls",) if cls == "steady" else ())
+        return ("none", "empty", g) + more + (STEADY_ONLY if cls == "steady" else ())
 
     # --- warm up: every class once on every listener (V8 tiers up the hot paths, pools fill) ---
     if args.warmup > 0:
@@ -354,7 +363,7 @@ def parse_variants(spec: str) -> dict[str, str]:
         name, _, path = item.partition("=")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,15}", name) or not Path(path).is_file():
             raise SystemExit(f"BENCH_VARIANTS: {item!r} is not name=existing.wasm (name: a-z0-9_-)")
-        if name in ("none", "empty", "guard", "calls", "revoke", "native"):
+        if name in ("none", "empty", "guard", "calls", "revoke", "native", "nodbsc"):
             raise SystemExit(f"BENCH_VARIANTS: {name!r} is a reserved listener name")
         out[name] = str(Path(path).resolve())
     return out
@@ -390,13 +399,24 @@ def with_extra_listeners(tpl: str, ports: dict[str, int], variants: dict[str, st
             b = to_dynamic_module(b)
         wasm = variants.get(name, PROBE_WASM if name == "calls" else "@GUARD_WASM@")
         b = b.replace("@GUARD_WASM@", wasm)
-        conf = {"calls": f"seq={CALLS_SEQ}:1", "revoke": revoke_config() if name == "revoke" else None}.get(name)
+        conf = {"calls": f"seq={CALLS_SEQ}:1", "revoke": revoke_config() if name == "revoke" else None,
+                "nodbsc": without_dbsc(block) if name == "nodbsc" else None}.get(name)
         if conf is not None:
             b, n = re.subn(r"(value: \|\n([ \t]+))\{.*\}\n", lambda mm: mm.group(1) + conf + "\n", b)
             if n != 1:
                 raise SystemExit("envoy-bench.yaml: guard block has no configuration value to replace")
         out.append(b)
     return tpl[:m.end()] + "".join(out) + tpl[m.end():]
+
+
+def without_dbsc(block: str) -> str:
+    """The guard block's configuration with DBSC off (the `nodbsc` listener)."""
+    m = re.search(r"value: \|\n[ \t]+(\{.*\})\n", block)
+    if not m:
+        raise SystemExit("envoy-bench.yaml: guard block has no configuration value")
+    conf = json.loads(m.group(1))
+    conf.pop("dbsc", None)
+    return json.dumps(conf, separators=(",", ":"))
 
 
 def to_dynamic_module(block: str) -> str:
@@ -547,6 +567,10 @@ def summarize(cls: str, runs: dict[str, list[dict]], counters: dict[str, int], g
         s[f"{name}_extra_us"] = med([1e6 / b["rps"] - 1e6 / a["rps"] for a, b in zip(runs["none"], runs[name])])
         s[f"{name}_extra_cpu_us"] = med([b["cpu_us_per_req"] - a["cpu_us_per_req"]
                                          for a, b in zip(runs["none"], runs[name])])
+    if "nodbsc" in runs:  # DBSC on (guard) minus off (nodbsc), paired per round
+        s["dbsc_on_minus_off_cpu_us"] = med([g["cpu_us_per_req"] - o["cpu_us_per_req"]
+                                             for g, o in zip(runs["guard"], runs["nodbsc"])])
+        s["dbsc_on_minus_off_us"] = med([1e6 / g["rps"] - 1e6 / o["rps"] for g, o in zip(runs["guard"], runs["nodbsc"])])
     if "calls" in runs:  # the floor ratio, paired per round: guard's extra / the probe's extra
         s["floor_ratio_cpu"] = med([(g["cpu_us_per_req"] - n["cpu_us_per_req"]) /
                                     max(p["cpu_us_per_req"] - n["cpu_us_per_req"], 1e-9)
@@ -595,19 +619,26 @@ def report_extras(result: dict, classes: list[str]) -> None:
 def report_dbsc(result: dict, classes: list[str]) -> None:
     """DBSC's costs from the classes (every class ran with dbsc.enabled on the guard listener)."""
     cs = result["classes"]
-    if not ({"bound", "refresh"} & set(cs)):
+    if not ({"bound", "refresh", "authed"} & set(cs)) and "dbsc_on_minus_off_cpu_us" not in cs.get("steady", {}):
         return
     fl = result["floor"]["empty_extra_cpu_us"]
     builds = ["guard"] + (["native"] if "native" in result.get("variants", {}) else [])
-    c.log("DBSC (dbsc.enabled on every session-guard listener: `steady` is an anonymous unbound session's")
-    c.log("request, `authed` a logged-in unbound one's, `bound` the same bound with its ticket; differences")
-    c.log("of medians, not paired):")
+    st = cs.get("steady", {})
+    if "dbsc_on_minus_off_cpu_us" in st:
+        d = st["dbsc_on_minus_off_cpu_us"]
+        c.log(f"DBSC on, unbound session (steady, guard - nodbsc, paired per round): {d:+.1f} us by cpu "
+              f"({d / fl:+.2f}x), {st['dbsc_on_minus_off_us']:+.1f} us by 1/rps; no host call is added "
+              f"(CALLS_SEQ, tests/bench_probe.rs)")
+    if not ({"bound", "refresh", "authed"} & set(cs)):
+        return
+    c.log("DBSC (dbsc.enabled on every session-guard listener: `authed` is a logged-in unbound session's")
+    c.log("request, `bound` the same bound to a device key, with its ticket; `steady` is anonymous):")
+    base = "authed" if "authed" in cs else "steady"
     for b in builds:
         line = []
-        for base in ("steady", "authed"):
-            if "bound" in cs and base in cs:
-                d = cs["bound"][f"{b}_extra_cpu_us"] - cs[base][f"{b}_extra_cpu_us"]
-                line.append(f"bound - {base} {d:+.1f} us ({d / fl:+.2f}x)")
+        if "bound" in cs and base in cs:
+            d = cs["bound"][f"{b}_extra_cpu_us"] - cs[base][f"{b}_extra_cpu_us"]
+            line.append(f"bound - {base} {d:+.1f} us ({d / fl:+.2f}x; difference of medians, not paired)")
         if "refresh" in cs:
             li = cs["refresh"]["listeners"]
             line.append(f"refresh {li[b]['cpu_us_per_req']:.1f} us of worker cpu per request "
