@@ -38,8 +38,13 @@ endef
 browser-deps:
 	$(call apt_need,chromium)
 
-bench-deps:
+bench-deps: $(VENV)/.bench-py
 	$(call apt_need,wrk nghttp2-client)
+
+# The bench's DBSC client (perf/dbsc.py) signs its proofs with `cryptography`.
+$(VENV)/.bench-py: $(VENV)/.envoy-$(ENVOY_VERSION)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check cryptography==48.0.0
+	touch $@
 
 image-deps:
 	$(call apt_need,umoci skopeo)
@@ -210,9 +215,10 @@ bench-cache: build baseline-wasm cache-deps deps bench-deps
 	$(VENV)/bin/python3 perf/cache.py
 
 # The filter's own computation per request in V8 without Envoy (Node, perf/vm/run.mjs):
-# session-guard, the empty filter and every BENCH_VARIANTS build, in the same rounds.
+# session-guard (DBSC on), the same module with DBSC off (`nodbsc`), the empty filter and every
+# BENCH_VARIANTS build, in the same rounds.
 bench-vm: build perf-probes
-	node perf/vm/run.mjs guard=$(WASM) empty=target/wasm32-wasip1/release/empty_filter.wasm \
+	node perf/vm/run.mjs guard=$(WASM) nodbsc=$(WASM) --dbsc-off nodbsc empty=target/wasm32-wasip1/release/empty_filter.wasm \
 		$$(echo "$${BENCH_VARIANTS:-}" | tr ',' ' ')
 
 clean:

@@ -320,9 +320,10 @@ def mesh_cookie_from(headers: list[tuple[str, str]], cookie_name: str) -> str | 
 def run_wrk(port: int, path: str, *, duration: float, connections: int, threads: int = 1,
             headers: dict[str, str] | None = None, script: Path | None = None,
             script_args: list[str] | None = None, cpus: str | None = None,
-            timeout_s: int = 10, done_file: Path | None = None) -> dict:
+            timeout_s: int = 10, done_file: Path | None = None, method: str = "GET") -> dict:
     """Run wrk; its Lua done() prints one JSON line prefixed 'WRKJSON ' which is returned,
-    plus 'non2xx3xx' parsed from wrk's own summary."""
+    plus 'non2xx3xx' parsed from wrk's own summary. method: another than GET is passed to the
+    script as WRK_METHOD (wrk has no flag for it; perf/wrk/report.lua reads it)."""
     cmd = taskset_prefix(cpus) + [
         WRK, f"-t{threads}", f"-c{connections}", f"-d{duration}s", f"--timeout={timeout_s}s",
         "-s", str(script or PERF / "wrk" / "report.lua"),
@@ -332,15 +333,16 @@ def run_wrk(port: int, path: str, *, duration: float, connections: int, threads:
     cmd.append(f"http://127.0.0.1:{port}{path}")
     if script_args:
         cmd += ["--"] + script_args
+    env = dict(os.environ, WRK_METHOD=method) if method != "GET" else None
     if done_file is None:
-        p = subprocess.run(cmd, capture_output=True, text=True)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         stdout, stderr, rc = p.stdout, p.stderr, p.returncode
     else:
         # wrk's main thread sleeps for the whole -d even when every thread has stopped: the
         # script appends a line to done_file per finished thread, then we interrupt wrk (SIGINT
         # makes it print its results as usual). Signalled by pid, nothing else.
         Path(done_file).unlink(missing_ok=True)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + duration + 30
         while proc.poll() is None and time.monotonic() < deadline:
             try:

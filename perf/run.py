@@ -35,6 +35,11 @@ Targets (printed, never asserted): extra cost of session-guard vs the empty filt
 steady <= 2.5x, anonymous <= 3x, login <= 4x; session-guard <= 1.15x the `calls` probe (the same
 host calls as session-guard's steady request, no computation: the floor); wasm size <= 320 KiB (256 KiB before DBSC).
 
+DBSC: every session-guard listener runs with "dbsc": {"enabled": true}; `steady` is an unbound
+session's request (no new host call: CALLS_SEQ; the `nodbsc` listener, DBSC off, gives the A/B),
+`authed`/`bound` a logged-in session without and with a device key and its ticket, `refresh` the
+refresh endpoint (one ES256 verify; perf/dbsc.py registers the key and signs the proof).
+
 BENCH_VARIANTS=name=path.wasm,... adds one listener per extra session-guard build (same config),
 measured in the same interleaved rounds as `guard`: the A/B tool for compiler settings and levers.
 """
@@ -53,6 +58,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
+import dbsc  # noqa: E402
 
 LISTENERS = ("none", "empty", "guard")
 # The probe listener: perf/hostcall-probe making exactly the host calls session-guard makes on a
@@ -60,6 +66,10 @@ LISTENERS = ("none", "empty", "guard")
 # removal, x-session-id, routed cluster; response: header map), no computation. Measured in the
 # steady class only; guard/calls is the "floor ratio" (how much of the cost is ours).
 CALLS_SEQ = "req_map+time+shared+metric+prop+prop2+rm_cookie+set_sid+cluster+resp_map"
+# Listeners measured in the steady class only: the probe above, and `nodbsc`, session-guard with
+# the guard listener's configuration less DBSC (guard - nodbsc: what DBSC on costs an unbound
+# session's request, paired per round; it should be nothing).
+STEADY_ONLY = ("calls", "nodbsc")
 FLOOR_TARGET = 1.15
 COOKIE = "__Host-session"
 FORGED = f"{COOKIE}=v1.k1.AAAA.BBBB"
@@ -76,12 +86,17 @@ CLASSES = {
     "login":     ("/auth/login", "valid", "valid cookie, auth upstream answers the login signal: rotate"),
     "binding":   ("/app/page?x=1", "bound", "valid cookie + one bound app cookie (connect.sid): verify both"),
     "revoke10k": ("/app/page?x=1", "valid", "steady, on a listener whose config revokes 10,000 sessions + 10,000 subjects"),
+    "authed":    ("/app/page?x=1", "dbsc-authed", "a logged-in session (alice), not bound: verify + subject header; bound's comparison"),
+    "bound":     ("/app/page?x=1", "dbsc-bound", "DBSC: alice's session bound to a device key + its valid ticket: verify + ticket check"),
+    "refresh":   (f"{dbsc.DBSC_PATH}/refresh", "dbsc-refresh", "DBSC refresh (POST): id + session + challenge MACs, one ES256 verify, new ticket"),
 }
+# Classes sent with another method than GET (wrk replays the same request).
+CLASS_METHOD = {"refresh": "POST"}
 # Classes measured on another listener than `guard` (same wasm, another configuration).
 CLASS_LISTENER = {"revoke10k": "revoke"}
 APP_COOKIE = "connect.sid"
 TARGETS = {"steady": 2.5, "anonymous": 3.0, "login": 4.0}
-WASM_LIMIT = 320 * 1024  # 256 KiB until DBSC (issue 29: ES256 verify, +about 55 KB)
+WASM_LIMIT = 320 * 1024  # 256 KiB until DBSC (issue 29: ES256 verify, +57.5 KB)
 
 
 def env_num(name: str, default, cast=int):
@@ -171,8 +186,8 @@ def main() -> int:
     for name, path in variants.items():
         size = Path(path).stat().st_size
         c.log(f"variant {name}: {path} ({size} bytes = {size / 1024:.1f} KiB)")
-    extra = [n for n in ("revoke", "calls") if any(
-        CLASS_LISTENER.get(k) == n or (n == "calls" and k == "steady") for k in classes)]
+    extra = [n for n in ("revoke", "calls", "nodbsc") if any(
+        CLASS_LISTENER.get(k) == n or (n in STEADY_ONLY and k == "steady") for k in classes)]
     extra += list(variants)
     if "calls" in extra and not Path(PROBE_WASM).exists():
         raise SystemExit(f"missing hostcall probe (make bench builds it): {PROBE_WASM}")
@@ -213,15 +228,33 @@ def main() -> int:
     result["probes"] = probes
     bound = bind_app_cookie(ports["guard"], cookie) if "binding" in classes else None
     result["probes"]["binding"] = bound and bound[2]
+    # DBSC (the guard listener's configuration has it on): a device key registered through
+    # login + start, checked on the guard listener and every variant (native included).
+    device, authed = None, None
+    if any(CLASSES[k][1] in ("dbsc-bound", "dbsc-refresh") for k in classes):
+        device = dbsc_probe(ports, ["guard", *variants], result["probes"])
+        if device is None:
+            dropped = [k for k in classes if CLASSES[k][1] in ("dbsc-bound", "dbsc-refresh")]
+            c.log(f"WARNING: no device-bound session could be registered: classes {', '.join(dropped)} not run")
+            classes = [k for k in classes if k not in dropped]
 
     def request_headers(cls: str, fresh: bool = False) -> dict[str, str]:
         """The class's Cookie header. fresh: a newly minted session, so that no class runs into
         the re-issue the filter does once a session is a tenth of its idle timeout old (3 min
         by default): re-issue is amortised over minutes in real traffic, not per request."""
-        nonlocal cookie, bound
+        nonlocal cookie, bound, device, authed
         spec = CLASSES[cls][1]
         if spec is None:
             return {}
+        if spec == "dbsc-authed":
+            if fresh or authed is None:
+                authed = dbsc.login(ports["guard"])[0] or authed or cookie
+            return {"Cookie": authed}
+        if spec.startswith("dbsc-"):
+            # fresh: a new login and registration (a new session, ticket and challenge).
+            if fresh:
+                device = dbsc.register(ports["guard"])[0] or device
+            return device.steady_headers() if spec == "dbsc-bound" else device.refresh_headers()
         if fresh and spec in ("valid", "tampered", "bound"):
             _st, hd, _ = c.http(ports["guard"], "/app/page?x=1")
             cookie = c.mesh_cookie_from(hd, COOKIE) or cookie
@@ -235,14 +268,14 @@ def main() -> int:
         """(none, empty, the class's guard listener, variants..., calls for steady)."""
         g = CLASS_LISTENER.get(cls, "guard")
         more = tuple(variants) if g == "guard" else ()
-        return ("none", "empty", g) + more + (("calls",) if cls == "steady" else ())
+        return ("none", "empty", g) + more + (STEADY_ONLY if cls == "steady" else ())
 
     # --- warm up: every class once on every listener (V8 tiers up the hot paths, pools fill) ---
     if args.warmup > 0:
         for cls in classes:
             for name in class_listeners(cls):
-                c.run_wrk(ports[name], CLASSES[cls][0], duration=args.warmup,
-                          connections=args.connections, headers=request_headers(cls), cpus=load_cpus)
+                c.run_wrk(ports[name], CLASSES[cls][0], duration=args.warmup, connections=args.connections,
+                          headers=request_headers(cls), cpus=load_cpus, method=CLASS_METHOD.get(cls, "GET"))
 
     # --- measure --------------------------------------------------------------------------
     all_runs: dict[str, dict[str, list[dict]]] = {}
@@ -260,8 +293,8 @@ def main() -> int:
             for name in names[k:] + names[:k]:
                 before_ctr = bench.stats("session_guard") if name == guard_name else None
                 (cpu0, wait0), t0 = c.thread_sched_ns(bench.pid, worker), time.monotonic()
-                r = c.run_wrk(ports[name], path, duration=args.duration,
-                              connections=args.connections, headers=hdrs, cpus=load_cpus)
+                r = c.run_wrk(ports[name], path, duration=args.duration, connections=args.connections,
+                              headers=hdrs, cpus=load_cpus, method=CLASS_METHOD.get(cls, "GET"))
                 (cpu1, wait1), t1 = c.thread_sched_ns(bench.pid, worker), time.monotonic()
                 secs = r["duration_us"] / 1e6
                 r["rps"] = r["requests"] / secs if secs else 0.0
@@ -330,21 +363,23 @@ def parse_variants(spec: str) -> dict[str, str]:
         name, _, path = item.partition("=")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,15}", name) or not Path(path).is_file():
             raise SystemExit(f"BENCH_VARIANTS: {item!r} is not name=existing.wasm (name: a-z0-9_-)")
-        if name in ("none", "empty", "guard", "calls", "revoke", "native"):
+        if name in ("none", "empty", "guard", "calls", "revoke", "native", "nodbsc"):
             raise SystemExit(f"BENCH_VARIANTS: {name!r} is a reserved listener name")
         out[name] = str(Path(path).resolve())
     return out
 
 
 def revoke_config() -> str:
-    """The bench config plus 10,000 revoked session hashes and 10,000 revoked subjects (none
-    of them the bench's sessions: the class measures the lookups, not a refusal)."""
+    """The bench config (DBSC on, as on the guard listener) plus 10,000 revoked session hashes
+    and 10,000 revoked subjects (none of them the bench's sessions: the class measures the
+    lookups, not a refusal)."""
     rnd = __import__("random").Random(14)
     sessions = [f"{rnd.getrandbits(64):016x}" for _ in range(10_000)]
     subjects = {f"user{i}@example.com": 1_700_000_000 + i for i in range(10_000)}
     return json.dumps({"keys": [{"id": "k1", "secret_env": "SESSION_GUARD_KEY"}],
                        "signal": {"trusted_clusters": ["auth"]},
-                       "revoke": {"sessions": sessions, "subjects": subjects}}, separators=(",", ":"))
+                       "revoke": {"sessions": sessions, "subjects": subjects},
+                       "dbsc": {"enabled": True}}, separators=(",", ":"))
 
 
 def with_extra_listeners(tpl: str, ports: dict[str, int], variants: dict[str, str], extra: list[str]) -> str:
@@ -364,13 +399,24 @@ def with_extra_listeners(tpl: str, ports: dict[str, int], variants: dict[str, st
             b = to_dynamic_module(b)
         wasm = variants.get(name, PROBE_WASM if name == "calls" else "@GUARD_WASM@")
         b = b.replace("@GUARD_WASM@", wasm)
-        conf = {"calls": f"seq={CALLS_SEQ}:1", "revoke": revoke_config() if name == "revoke" else None}.get(name)
+        conf = {"calls": f"seq={CALLS_SEQ}:1", "revoke": revoke_config() if name == "revoke" else None,
+                "nodbsc": without_dbsc(block) if name == "nodbsc" else None}.get(name)
         if conf is not None:
             b, n = re.subn(r"(value: \|\n([ \t]+))\{.*\}\n", lambda mm: mm.group(1) + conf + "\n", b)
             if n != 1:
                 raise SystemExit("envoy-bench.yaml: guard block has no configuration value to replace")
         out.append(b)
     return tpl[:m.end()] + "".join(out) + tpl[m.end():]
+
+
+def without_dbsc(block: str) -> str:
+    """The guard block's configuration with DBSC off (the `nodbsc` listener)."""
+    m = re.search(r"value: \|\n[ \t]+(\{.*\})\n", block)
+    if not m:
+        raise SystemExit("envoy-bench.yaml: guard block has no configuration value")
+    conf = json.loads(m.group(1))
+    conf.pop("dbsc", None)
+    return json.dumps(conf, separators=(",", ":"))
 
 
 def to_dynamic_module(block: str) -> str:
@@ -407,6 +453,23 @@ def bind_app_cookie(port: int, cookie: str) -> tuple[str, str, dict] | None:
     check = {"app_cookie_forwarded": app in echoed, "mesh_cookie_forwarded": COOKIE in echoed}
     c.log(f"  binding    {'ok' if check['app_cookie_forwarded'] and not check['mesh_cookie_forwarded'] else 'NOT AS INTENDED'}: {json.dumps(check)}")
     return mesh, app, check
+
+
+def dbsc_probe(ports: dict[str, int], listeners: list[str], probes: dict) -> dbsc.BoundSession | None:
+    """Register a device key on the guard listener (login, then `<dbsc.path>/start`), then send
+    one bound request and one refresh to each listener running session-guard: do they take the
+    path the `bound` and `refresh` classes measure? Informational, like `probe`."""
+    device, seen = dbsc.register(ports["guard"])
+    probes["dbsc_registration"] = seen
+    c.log(f"  {'register':<10} {'ok' if device else 'NOT AS INTENDED'}: {json.dumps(seen)}")
+    if device is None:
+        return None
+    for name in listeners:
+        seen, ok = dbsc.check(ports[name], device, CLASSES["refresh"][0])
+        probes[f"dbsc_{name}"] = seen
+        for cls in ("bound", "refresh"):
+            c.log(f"  {cls:<10} {'ok' if ok[cls] else 'NOT AS INTENDED'} on {name}: {json.dumps(seen[cls])}")
+    return device
 
 
 def tamper(pair: str) -> str:
@@ -504,6 +567,10 @@ def summarize(cls: str, runs: dict[str, list[dict]], counters: dict[str, int], g
         s[f"{name}_extra_us"] = med([1e6 / b["rps"] - 1e6 / a["rps"] for a, b in zip(runs["none"], runs[name])])
         s[f"{name}_extra_cpu_us"] = med([b["cpu_us_per_req"] - a["cpu_us_per_req"]
                                          for a, b in zip(runs["none"], runs[name])])
+    if "nodbsc" in runs:  # DBSC on (guard) minus off (nodbsc), paired per round
+        s["dbsc_on_minus_off_cpu_us"] = med([g["cpu_us_per_req"] - o["cpu_us_per_req"]
+                                             for g, o in zip(runs["guard"], runs["nodbsc"])])
+        s["dbsc_on_minus_off_us"] = med([1e6 / g["rps"] - 1e6 / o["rps"] for g, o in zip(runs["guard"], runs["nodbsc"])])
     if "calls" in runs:  # the floor ratio, paired per round: guard's extra / the probe's extra
         s["floor_ratio_cpu"] = med([(g["cpu_us_per_req"] - n["cpu_us_per_req"]) /
                                     max(p["cpu_us_per_req"] - n["cpu_us_per_req"], 1e-9)
@@ -549,6 +616,40 @@ def report_extras(result: dict, classes: list[str]) -> None:
                   f"{li['guard']['rps'] / none_rps:>9.0%} {li.get('native', {}).get('rps', float('nan')) / none_rps:>10.0%}")
 
 
+def report_dbsc(result: dict, classes: list[str]) -> None:
+    """DBSC's costs from the classes (every class ran with dbsc.enabled on the guard listener)."""
+    cs = result["classes"]
+    if not ({"bound", "refresh", "authed"} & set(cs)) and "dbsc_on_minus_off_cpu_us" not in cs.get("steady", {}):
+        return
+    fl = result["floor"]["empty_extra_cpu_us"]
+    builds = ["guard"] + (["native"] if "native" in result.get("variants", {}) else [])
+    st = cs.get("steady", {})
+    if "dbsc_on_minus_off_cpu_us" in st:
+        d = st["dbsc_on_minus_off_cpu_us"]
+        c.log(f"DBSC on, unbound session (steady, guard - nodbsc, paired per round): {d:+.1f} us by cpu "
+              f"({d / fl:+.2f}x), {st['dbsc_on_minus_off_us']:+.1f} us by 1/rps; no host call is added "
+              f"(CALLS_SEQ, tests/bench_probe.rs)")
+    if not ({"bound", "refresh", "authed"} & set(cs)):
+        return
+    c.log("DBSC (dbsc.enabled on every session-guard listener: `authed` is a logged-in unbound session's")
+    c.log("request, `bound` the same bound to a device key, with its ticket; `steady` is anonymous):")
+    base = "authed" if "authed" in cs else "steady"
+    for b in builds:
+        line = []
+        if "bound" in cs and base in cs:
+            d = cs["bound"][f"{b}_extra_cpu_us"] - cs[base][f"{b}_extra_cpu_us"]
+            line.append(f"bound - {base} {d:+.1f} us ({d / fl:+.2f}x; difference of medians, not paired)")
+        if "refresh" in cs:
+            li = cs["refresh"]["listeners"]
+            line.append(f"refresh {li[b]['cpu_us_per_req']:.1f} us of worker cpu per request "
+                        f"(none {li['none']['cpu_us_per_req']:.1f}), {li[b]['rps']:.0f} refreshes/s")
+        c.log(f"  {b:<6} " + "; ".join(line))
+    if "refresh" in cs:
+        c.log("  refresh: answered by the filter itself (one ES256 verify), while `none` and `empty` forward the")
+        c.log("  POST to the app: its extra over `none` is its cost minus the upstream trip it does not make.")
+        c.log("  wrk replays one signed proof: valid until its challenge expires (ticket_ttl_s + 60 s)")
+
+
 def report(result: dict, classes: list[str], args) -> None:
     c.log("\n== throughput and latency (medians over rounds; 1 worker; wrk -t1 "
           f"-c{args.connections}, {args.duration:g}s runs)")
@@ -588,6 +689,7 @@ def report(result: dict, classes: list[str], args) -> None:
           f"{fl['samples']} pairs);")
     c.log("   the verdict uses 1/rps only if every listener's worker util was >= 90 % in that class, else cpu")
     report_extras(result, classes)
+    report_dbsc(result, classes)
     size = result["guard_wasm_bytes"]
     c.log(f"wasm size: {size} bytes = {size / 1024:.1f} KiB (target <= {WASM_LIMIT // 1024} KiB: "
           f"{'PASS' if size <= WASM_LIMIT else 'MISS'}); empty filter {result['empty_wasm_bytes'] / 1024:.1f} KiB")

@@ -4,7 +4,9 @@
 // callbacks. The host calls cost what a JavaScript function call costs (tens of ns), not what
 // Envoy's cost, so what is left is the filter's own work: parsing, crypto, allocation.
 //
-// usage: node perf/vm/run.mjs [--ms N] [--rounds N] [--classes a,b] name=path.wasm [name=path.wasm ...]
+// usage: node perf/vm/run.mjs [--ms N] [--rounds N] [--classes a,b] [--dbsc-off name,...] name=path.wasm [name=path.wasm ...]
+// --dbsc-off: those builds run with DBSC off (the A/B of an unbound session's cost: the same
+// .wasm under two names, one of them off); they have no authed/bound/refresh classes.
 // Prints µs per request (median over interleaved rounds) per class and build; --trace also
 // prints the host calls each class makes (perf/run.py's CALLS_SEQ must match steady's).
 // `make bench-vm` runs it on the built wasm and the empty filter (and BENCH_VARIANTS).
@@ -17,7 +19,7 @@ import { webcrypto } from "node:crypto";
 v8.setFlagsFromString("--no-liftoff");
 
 const args = process.argv.slice(2);
-let ms = 300, rounds = 7, only = null, trace = false, seqOnly = false;
+let ms = 300, rounds = 7, only = null, trace = false, seqOnly = false, dbscOff = [];
 const builds = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === "--ms") ms = Number(args[++i]);
@@ -25,6 +27,7 @@ for (let i = 0; i < args.length; i++) {
   else if (args[i] === "--classes") only = args[++i].split(",");
   else if (args[i] === "--trace") trace = true;
   else if (args[i] === "--calls-seq") seqOnly = true;
+  else if (args[i] === "--dbsc-off") dbscOff = args[++i].split(",");
   else {
     const eq = args[i].indexOf("=");
     if (eq < 1) throw new Error(`not name=path.wasm: ${args[i]}`);
@@ -33,14 +36,32 @@ for (let i = 0; i < args.length; i++) {
 }
 if (builds.length === 0) throw new Error("usage: run.mjs [--ms N] [--rounds N] [--classes a,b] name=path.wasm ...");
 
-const CONFIG = JSON.stringify({
+// DBSC on, as in `make bench`: `steady` is an unbound session's request (it must make no new
+// host call: tests/bench_probe.rs compares its calls with CALLS_SEQ), `bound` a bound one's.
+const config = (dbsc) => JSON.stringify({
   keys: [{ id: "k1", secret: Buffer.alloc(32, 7).toString("base64") }],
   signal: { trusted_clusters: ["auth"] },
+  dbsc: { enabled: dbsc },
 });
+const DBSC = "/.session-guard/dbsc";
 const UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const APP = enc.encode("app"), AUTH = enc.encode("auth");
+
+// The inverse of serializeMap, for the headers of a local reply.
+function parseMap(bytes) {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = dv.getUint32(0, true);
+  const out = [];
+  let p = 4 + n * 8;
+  for (let i = 0; i < n; i++) {
+    const kn = dv.getUint32(4 + i * 8, true), vn = dv.getUint32(8 + i * 8, true);
+    out.push([dec.decode(bytes.subarray(p, p + kn)), dec.decode(bytes.subarray(p + kn + 1, p + kn + 1 + vn))]);
+    p += kn + vn + 2;
+  }
+  return out;
+}
 
 function serializeMap(pairs) {
   const parts = pairs.map(([k, v]) => [enc.encode(k), enc.encode(v)]);
@@ -70,7 +91,7 @@ function randomBytes(n) {
 }
 
 // One loaded filter: a VM with its root context configured.
-async function load(path) {
+async function load(path, CONFIG) {
   const module = await WebAssembly.compile(readFileSync(path));
   let inst, buf = null, u8 = null, view = null;
   // Views are rebuilt only when the memory grew (a new ArrayBuffer).
@@ -89,7 +110,10 @@ async function load(path) {
     dv().setUint32(retSize, bytes.length, true);
     return 0;
   };
-  const st = { reqBytes: null, respBytes: null, cluster: null, setCookies: [], calls: null };
+  // setCookies: what the filter added to the response; added: every response header it added;
+  // local: the last local reply (status, headers, body); the last two only while `capture`
+  // (setting up the classes), so that no class is timed with them.
+  const st = { reqBytes: null, respBytes: null, cluster: null, setCookies: [], added: [], local: null, capture: false, calls: null };
   const config = enc.encode(CONFIG);
   const env = {
     proxy_log: () => 0,
@@ -97,6 +121,7 @@ async function load(path) {
     proxy_get_header_map_pairs: (t, rp, rs) => give(t === 0 ? st.reqBytes : st.respBytes, rp, rs),
     proxy_add_header_map_value: (t, kp, kn, vp, vn) => {
       if (t === 2 && str(kp, kn) === "set-cookie") st.setCookies.push(str(vp, vn));
+      if (t === 2 && st.capture) st.added.push([str(kp, kn), str(vp, vn)]);
       return 0;
     },
     proxy_replace_header_map_value: () => 0,
@@ -108,7 +133,12 @@ async function load(path) {
     proxy_get_current_time_nanoseconds: (p) => { dv().setBigUint64(p, BigInt(Date.now()) * 1000000n, true); return 0; },
     proxy_define_metric: (t, np, nn, rp) => { dv().setUint32(rp, 1, true); return 0; },
     proxy_increment_metric: () => 0,
-    proxy_send_local_response: () => 0,
+    proxy_send_local_response: (status, dp, dn, bp, bn, hp, hn) => {
+      if (st.capture) {
+        st.local = { status, headers: parseMap(mem().slice(hp, hp + hn)), body: str(bp, bn) };
+      }
+      return 0;
+    },
   };
   const wasi = {
     random_get: (p, n) => { mem().set(randomBytes(n), p); return 0; },
@@ -140,6 +170,7 @@ async function load(path) {
   // One request through the filter; returns the Set-Cookie values it added.
   const request = (reqBytes, respBytes, cluster) => {
     st.reqBytes = reqBytes; st.respBytes = respBytes; st.cluster = cluster; st.setCookies = [];
+    st.added = []; st.local = null;
     const id = next++;
     x.proxy_on_context_create(id, 1);
     st.now = "request";
@@ -154,8 +185,8 @@ async function load(path) {
   return { request, st };
 }
 
-const reqHeaders = (path, cookie, extra = []) => serializeMap([
-  [":authority", "app.example.com"], [":path", path], [":method", "GET"], [":scheme", "http"],
+const reqHeaders = (path, cookie, extra = [], method = "GET") => serializeMap([
+  [":authority", "app.example.com"], [":path", path], [":method", method], [":scheme", "http"],
   ["user-agent", UA], ["accept", "*/*"], ["x-forwarded-proto", "http"],
   ["x-request-id", "0f6c1a2e-8c1b-4d5e-9a7f-3b2c1d0e9f8a"],
   ...(cookie ? [["cookie", cookie]] : []), ...extra,
@@ -165,8 +196,61 @@ const respHeaders = (extra = []) => serializeMap([
   ["date", "Mon, 30 Nov 2026 18:00:00 GMT"], ["server", "envoy"], ...extra,
 ]);
 
+// A device key as a browser keeps it (WebCrypto P-256) and the `dbsc+jwt` proofs it signs
+// (ECDSA in WebCrypto is already the raw r||s of JWS).
+const b64u = (b) => Buffer.from(b).toString("base64url");
+async function deviceKey() {
+  const { privateKey, publicKey } = await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign"]);
+  const { x, y } = await webcrypto.subtle.exportKey("jwk", publicKey);
+  const proof = async (jti, withJwk) => {
+    const header = { alg: "ES256", typ: "dbsc+jwt", ...(withJwk ? { jwk: { kty: "EC", crv: "P-256", x, y } } : {}) };
+    const input = `${b64u(JSON.stringify(header))}.${b64u(JSON.stringify({ jti }))}`;
+    const sig = await webcrypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, privateKey, enc.encode(input));
+    return `${input}.${b64u(new Uint8Array(sig))}`;
+  };
+  return { proof };
+}
+
+// `authed`, `bound` and `refresh`: log in, register a device key (start), sign a proof over the
+// pre-seeded refresh challenge. The refresh class replays that proof (valid for the challenge's
+// lifetime, ticket_ttl_s + 60 s), one ES256 verify each time.
+async function dbscClasses(f, cookie, plain, login) {
+  f.st.capture = true;
+  const header = (list, name) => list.find(([k]) => k === name)?.[1];
+  const authed = f.request(reqHeaders("/auth/login", cookie), login, AUTH).find((c) => c.startsWith("__Host-session="));
+  const offer = header(f.st.added, "secure-session-registration");
+  const challenge = offer && /challenge="([^"]*)"/.exec(offer)?.[1];
+  if (!authed || !challenge) throw new Error("the login response offered no DBSC registration");
+  const key = await deviceKey();
+  const mesh = authed.split(";")[0];
+  const start = [["secure-session-response", await key.proof(challenge, true)]];
+  f.request(reqHeaders(`${DBSC}/start`, mesh, start, "POST"), plain, APP);
+  const r = f.st.local;
+  const cookies = (r?.headers ?? []).filter(([k]) => k === "set-cookie").map(([, v]) => v.split(";")[0]);
+  const bound = cookies.find((c) => c.startsWith("__Host-session="));
+  const ticket = cookies.find((c) => c.startsWith("__Host-session-bound="));
+  const next = /^"([^"]*)"/.exec(header(r?.headers ?? [], "secure-session-challenge") ?? "")?.[1];
+  if (r?.status !== 200 || !bound || !ticket || !next) throw new Error(`registration failed: ${JSON.stringify(r)}`);
+  const id = JSON.parse(r.body).session_identifier;
+  const both = `${bound}; ${ticket}`;
+  const refresh = [["sec-secure-session-id", id], ["secure-session-response", await key.proof(next, false)]];
+  // A second login, never registered: `authed`, what `bound` costs without DBSC.
+  const other = f.request(reqHeaders("/auth/login", cookie), login, AUTH).find((c) => c.startsWith("__Host-session="));
+  const classes = {
+    authed: [reqHeaders("/app/page?x=1", other.split(";")[0]), plain, APP],
+    bound: [reqHeaders("/app/page?x=1", both), plain, APP],
+    refresh: [reqHeaders(`${DBSC}/refresh`, both, refresh, "POST"), plain, APP, 5],
+  };
+  f.request(...classes.refresh);
+  if (f.st.local?.status !== 200 || !f.st.local.headers.some(([k, v]) => k === "set-cookie" && v.startsWith("__Host-session-bound="))) {
+    throw new Error(`refresh failed: ${JSON.stringify(f.st.local)}`);
+  }
+  f.st.capture = false;
+  return classes;
+}
+
 // The classes of `make bench`, built with a cookie each build minted itself.
-function classes(f) {
+async function classes(f, dbsc) {
   const plain = respHeaders();
   const minted = f.request(reqHeaders("/app/page?x=1"), plain, APP).find((c) => c.startsWith("__Host-session="));
   if (!minted) return null; // a probe (the empty filter) mints nothing: it takes another build's
@@ -183,16 +267,18 @@ function classes(f) {
     forged: [reqHeaders("/app/page?x=1", cookie.slice(0, -3) + (cookie.endsWith("A") ? "BBB" : "AAA")), plain, APP],
     login: [reqHeaders("/auth/login", cookie), login, AUTH],
     binding: [reqHeaders("/app/page?x=1", `${bound.split(";")[0]}; connect.sid=s%3Aabc.def`), plain, APP],
+    ...(dbsc ? await dbscClasses(f, cookie, plain, login) : {}),
   };
 }
 
-function timeClass(f, [req, resp, cluster]) {
+// batch: requests between two clock reads (fewer for a class that takes milliseconds).
+function timeClass(f, [req, resp, cluster, batch = 200]) {
   const t0 = process.hrtime.bigint();
   let n = 0;
   const deadline = t0 + BigInt(ms) * 1000000n;
   while (true) {
-    for (let i = 0; i < 200; i++) f.request(req, resp, cluster);
-    n += 200;
+    for (let i = 0; i < batch; i++) f.request(req, resp, cluster);
+    n += batch;
     if (process.hrtime.bigint() >= deadline) break;
   }
   return Number(process.hrtime.bigint() - t0) / 1000 / n;
@@ -200,10 +286,13 @@ function timeClass(f, [req, resp, cluster]) {
 
 const loaded = [];
 for (const [name, path] of builds) {
-  const f = await load(path);
-  loaded.push([name, f, classes(f)]);
+  const dbsc = !dbscOff.includes(name);
+  const f = await load(path, config(dbsc));
+  loaded.push([name, f, await classes(f, dbsc)]);
 }
-const reference = loaded.find(([, , c]) => c)?.[2];
+// The reference: the first build that minted, with the most classes (DBSC on).
+const reference = loaded.map(([, , c]) => c).filter(Boolean)
+  .sort((a, b) => Object.keys(b).length - Object.keys(a).length)[0];
 if (!reference) throw new Error("no build minted a cookie");
 for (const l of loaded) l[2] ??= reference;
 
@@ -245,17 +334,17 @@ if (seqOnly) {
 }
 const names = Object.keys(reference).filter((c) => !only || only.includes(c));
 const samples = {};
-for (const [name, f, cls] of loaded) for (const c of names) timeClass(f, cls[c]); // warm-up, tier-up
+for (const [name, f, cls] of loaded) for (const c of names) if (cls[c]) timeClass(f, cls[c]); // warm-up, tier-up
 for (let r = 0; r < rounds; r++) {
   const order = r % 2 ? [...loaded].reverse() : loaded;
   for (const c of names) for (const [name, f, cls] of order) {
-    ((samples[c] ??= {})[name] ??= []).push(timeClass(f, cls[c]));
+    if (cls[c]) ((samples[c] ??= {})[name] ??= []).push(timeClass(f, cls[c]));
   }
 }
 if (trace) {
   // The host calls each class makes (first build), in order: keep perf/run.py's CALLS_SEQ in step.
   const [name, f, cls] = loaded[0];
-  for (const c of names) {
+  for (const c of names.filter((n) => cls[n])) {
     f.st.calls = [];
     f.request(...cls[c]);
     console.log(`${name} ${c}: ${f.st.calls.length} calls: ${f.st.calls.join(" ")}`);
@@ -267,5 +356,5 @@ const w = Math.max(...builds.map(([n]) => n.length), 8);
 console.log(`µs per request in V8 (Node ${process.version}), median of ${rounds} interleaved rounds x ${ms} ms`);
 console.log("class".padEnd(10) + builds.map(([n]) => n.padStart(w + 2)).join(""));
 for (const c of names) {
-  console.log(c.padEnd(10) + builds.map(([n]) => median(samples[c][n]).toFixed(2).padStart(w + 2)).join(""));
+  console.log(c.padEnd(10) + builds.map(([n]) => (samples[c][n] ? median(samples[c][n]).toFixed(2) : "-").padStart(w + 2)).join(""));
 }

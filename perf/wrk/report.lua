@@ -1,5 +1,11 @@
 -- wrk reporter for perf/run.py: no request/response hooks (so wrk stays cheap and does not
--- parse responses); done() prints one machine-readable line.
+-- parse responses); done() prints one machine-readable line. WRK_METHOD (set by
+-- common.run_wrk) replaces GET: the bench's DBSC refresh is a POST.
+local method = os.getenv("WRK_METHOD")
+if method and method ~= "" then
+  wrk.method = method
+end
+
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
