@@ -70,6 +70,7 @@ counters! {
     DbscChallenged => "session_guard.dbsc.challenged", "endpoint requests answered 403 with a new challenge (no proof, a stale or foreign challenge, a bad signature)";
     DbscEnded => "session_guard.dbsc.ended", "refreshes answered {\"continue\": false}: the browser's device-bound session ends (session expired, revoked, logged out, key removed, id forged)";
     DbscUnproven => "session_guard.dbsc.unproven", "requests of a bound session without a valid ticket: forwarded with no identity and no app session cookie (dbsc monitor: counted and forwarded as sent)";
+    DbscRebound => "session_guard.dbsc.rebound", "authenticated unbound sessions bound again from a valid ticket (a response re-issued the unbound cookie while the browser registered)";
     DbscVerified => "session_guard.dbsc.verified", "ECDSA signature verifications run (each after every MAC check passed)";
     DbscInvalidSession => "session_guard.dbsc.invalid.session", "endpoint requests without a valid (authenticated) mesh session";
     DbscInvalidBound => "session_guard.dbsc.invalid.bound", "registrations refused because the session is already bound to a device key";

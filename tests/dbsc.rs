@@ -389,3 +389,32 @@ async fn a_custom_path_serves_both_endpoints_with_or_without_a_query() {
     assert_eq!((r.status, m.app.count()), (200, before + 1), "forwarded");
     assert_eq!(seen(&m.app).subject.as_deref(), Some("victim"));
 }
+
+/// The registration races a response that re-issues the unbound cookie (Chrome registers
+/// beside following the login's redirect; that page may bind an app cookie, which re-issues
+/// the mesh cookie): the unbound cookie lands last, next to the ticket. The filter binds the
+/// session again from the ticket, on that very request, and the DBSC session keeps refreshing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_overwritten_by_a_racing_reissue_is_bound_again() {
+    let m = dbsc_mesh(dbsc_config("", "")).await;
+    let mut victim = DbscClient::new(m.envoy.port());
+    let login = log_in(&mut victim, "victim").await;
+    let offer = registration(&login).expect("the login response offers DBSC");
+    let unbound = victim.browser.jar.get(SESSION_COOKIE).unwrap().to_owned();
+    assert_eq!(victim.register(&offer).await.status, 200);
+    let bound = victim.browser.jar.get(SESSION_COOKIE).unwrap().to_owned();
+    assert_ne!(bound, unbound);
+    // The racing response's Set-Cookie wins: the jar holds the unbound value and the ticket.
+    victim.browser.jar.set(SESSION_COOKIE, &unbound);
+    let resp = victim.get("/").await;
+    assert_eq!(seen(&m.app).subject.as_deref(), Some("victim"));
+    assert_eq!(m.envoy.counter("session_guard.dbsc.rebound").await, 1);
+    let again = set_cookie(&resp, SESSION_COOKIE).expect("the bound cookie, re-issued");
+    assert_ne!(again, unbound);
+    assert_eq!(victim.refresh().await, Outcome::Refreshed);
+    // Without a ticket, the rebound session is unproven like any bound one.
+    victim.browser.jar.remove(TICKET_COOKIE);
+    victim.defer = false;
+    victim.get("/").await;
+    assert_eq!(seen(&m.app).subject, None);
+}

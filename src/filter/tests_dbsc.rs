@@ -32,7 +32,10 @@ fn the_endpoints_are_answered_in_monitor_mode_too() {
         assert_eq!(s.on_request_headers(&host), Flow::Pause, "{mode}");
         let replies = host.replies.borrow();
         assert_eq!(replies[0].0, 200);
-        assert_eq!(replies[0].2, b"{\"continue\":false}");
+        assert_eq!(
+            replies[0].2, b"{\"continue\":false}",
+            "no identifier: nothing to echo"
+        );
         assert_eq!(host.counter("session_guard.dbsc.ended"), 1);
         assert_eq!(host.counter("session_guard.dbsc.invalid.id"), 1);
     }

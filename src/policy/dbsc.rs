@@ -121,14 +121,14 @@ fn refresh(
 ) -> (LocalReply, &'static str) {
     let token = req.dbsc_session_id.and_then(dbsc::header_token);
     let Some((id, device)) = token.and_then(|t| Some((t, dbsc::decode_id(t, &cfg.keys)?))) else {
-        return ended(rec, Counter::DbscInvalidId);
+        return ended(rec, Counter::DbscInvalidId, token);
     };
     let (Some(s), Some(key)) = (session, cfg.signing_key()) else {
-        return ended(rec, Counter::DbscInvalidSession);
+        return ended(rec, Counter::DbscInvalidSession, token);
     };
     let thumb = device.thumbprint();
     if s.device != Some(thumb) {
-        return ended(rec, Counter::DbscInvalidBinding);
+        return ended(rec, Counter::DbscInvalidBinding, token);
     }
     let now = req.now;
     let id = String::from_utf8_lossy(id).into_owned();
@@ -227,8 +227,10 @@ fn challenged(rec: &mut Record, challenge: String, id: Option<&str>) -> (LocalRe
 }
 
 /// `{"continue": false}`: the browser ends its device-bound session. A 200: a 4xx would end
-/// it too, but a 5xx or a network error only skips the refresh.
-fn ended(rec: &mut Record, why: Counter) -> (LocalReply, &'static str) {
+/// it too, but a 5xx or a network error only skips the refresh. The identifier presented is
+/// echoed (Chrome then records a server-requested end rather than invalid parameters); it is
+/// a header token, so only base64url characters and dots.
+fn ended(rec: &mut Record, why: Counter, id: Option<&[u8]>) -> (LocalReply, &'static str) {
     rec.count(why);
     rec.count(Counter::DbscEnded);
     rec.info(format_args!(
@@ -239,7 +241,15 @@ fn ended(rec: &mut Record, why: Counter) -> (LocalReply, &'static str) {
         ("cache-control", "no-store".into()),
         ("content-type", "application/json".into()),
     ];
-    (reply(200, headers, b"{\"continue\":false}"), "dbsc_ended")
+    let body = match id.filter(|id| id.len() <= 512) {
+        Some(id) => format!(
+            r#"{{"session_identifier":"{}","continue":false}}"#,
+            String::from_utf8_lossy(id)
+        )
+        .into_bytes(),
+        None => b"{\"continue\":false}".to_vec(),
+    };
+    (reply(200, headers, body), "dbsc_ended")
 }
 
 /// A registration that creates no device-bound session (400: the browser just has none).
@@ -275,21 +285,25 @@ pub enum Proven {
     Unproven,
 }
 
-/// Whether a bound session's request carries a valid ticket for its key; counted.
-pub fn prove(cfg: &Config, s: Option<&Session>, req: &RequestView<'_>, rec: &mut Record) -> Proven {
+/// Whether a bound session's request carries a valid ticket for its key; counted. An
+/// authenticated, unbound session whose request carries a valid ticket is bound again
+/// ([`rebind`]).
+pub fn prove(
+    cfg: &Config,
+    s: Option<&mut Session>,
+    issue: &mut Issue,
+    req: &RequestView<'_>,
+    rec: &mut Record,
+) -> Proven {
     // With DBSC off (a rollback), a bound session is an ordinary one.
-    let Some(device) = s
-        .and_then(|s| s.device.as_ref())
-        .filter(|_| cfg.dbsc.enabled)
-    else {
+    let Some(s) = s.filter(|_| cfg.dbsc.enabled) else {
         return Proven::NotBound;
     };
-    let found = cookies::find(&req.cookies, TICKET_COOKIE.as_bytes());
-    let ticket = match (found.count, &found.first) {
-        (1, Some(c)) => dbsc::check_ticket(c.value, &cfg.keys, req.now),
-        _ => None,
+    let Some(device) = s.device else {
+        return rebind(cfg, s, issue, req, rec);
     };
-    if ticket.as_ref() == Some(device) {
+    let found = cookies::find(&req.cookies, TICKET_COOKIE.as_bytes());
+    if ticket(cfg, &found, req.now) == Some(device) {
         return Proven::Proven;
     }
     if found.count > 0 {
@@ -304,6 +318,52 @@ pub fn prove(cfg: &Config, s: Option<&Session>, req: &RequestView<'_>, rec: &mut
         "dbsc: unproven request: forwarded without identity"
     ));
     Proven::Unproven
+}
+
+/// The thumbprint of the request's one valid ticket.
+fn ticket(cfg: &Config, found: &cookies::Found<'_>, now: u64) -> Option<Thumbprint> {
+    match (found.count, &found.first) {
+        (1, Some(c)) => dbsc::check_ticket(c.value, &cfg.keys, now),
+        _ => None,
+    }
+}
+
+/// An authenticated session that is not bound, on a request that carries a valid ticket: the
+/// browser registered while another response re-issued the unbound cookie over the bound one
+/// (Chrome registers beside following the login's redirect, and that page may bind an app
+/// cookie). The session is bound to the ticket's key again and re-issued. A thief gains
+/// nothing: whoever holds an unbound session can register it at `/start` anyway.
+fn rebind(
+    cfg: &Config,
+    s: &mut Session,
+    issue: &mut Issue,
+    req: &RequestView<'_>,
+    rec: &mut Record,
+) -> Proven {
+    if s.subject.is_none() || !req.cookies.iter().any(|h| has_ticket(h)) {
+        return Proven::NotBound;
+    }
+    let found = cookies::find(&req.cookies, TICKET_COOKIE.as_bytes());
+    let Some(device) = ticket(cfg, &found, req.now) else {
+        return Proven::NotBound;
+    };
+    s.device = Some(device);
+    if *issue == Issue::None {
+        *issue = Issue::Reissued;
+    }
+    rec.count(Counter::DbscRebound);
+    rec.info(format_args!(
+        "dbsc: unbound session bound again from its ticket"
+    ));
+    Proven::Proven
+}
+
+/// A cheap test before parsing: the ticket's name appears in a Cookie header (any case).
+fn has_ticket(header: &[u8]) -> bool {
+    let name = TICKET_COOKIE.as_bytes();
+    header
+        .windows(name.len())
+        .any(|w| w.eq_ignore_ascii_case(name))
 }
 
 /// The `Secure-Session-Registration` header for a response whose session is authenticated and

@@ -229,3 +229,34 @@ fn removing_the_key_that_signed_the_identifier_ends_the_session_at_its_refresh()
     assert!(counted(&dec, "session_guard.dbsc.invalid.id"));
     assert!(counted(&dec, "session_guard.dbsc.ended"));
 }
+
+#[test]
+fn an_unbound_session_with_a_valid_ticket_is_bound_again_and_reissued() {
+    let c = cfg("");
+    let d = device(1);
+    let (_, unbound) = session(&c, None);
+    let fresh = ticket(&c, &d, NOW + 10);
+    let expired = ticket(&c, &d, NOW);
+    let hdr = format!("{unbound}; {fresh}");
+    let dec = decide(&c, &get(vec![hdr.as_bytes()]));
+    assert!(counted(&dec, "session_guard.dbsc.rebound"));
+    assert_eq!(dec.pending.issue, Issue::Reissued);
+    assert_eq!(dec.pending.device, Some(public(&d).thumbprint()));
+    assert_eq!(
+        dec.pending.session.as_ref().unwrap().device,
+        Some(public(&d).thumbprint())
+    );
+    let hdr = format!("{unbound}; {expired}");
+    let dec = decide(&c, &get(vec![hdr.as_bytes()]));
+    assert!(!counted(&dec, "session_guard.dbsc.rebound"));
+    assert_eq!(dec.pending.session.as_ref().unwrap().device, None);
+    // An anonymous session is never bound.
+    let anon = Session::new(SessionId([6; 16]), NOW - 10, None);
+    let mut anon = anon;
+    anon.scope = request_scope(&c, None);
+    anon.client = anon.id.client_fingerprint(&token::ua_digest(b""));
+    let v = token::encode(&anon, "__Host-session", &c.keys[0]).unwrap();
+    let hdr = format!("__Host-session={v}; {fresh}");
+    let dec = decide(&c, &get(vec![hdr.as_bytes()]));
+    assert!(!counted(&dec, "session_guard.dbsc.rebound"));
+}

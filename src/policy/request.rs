@@ -48,9 +48,9 @@ pub fn decide_request(
     let check = session::verify_mesh_cookie(cfg, &found, &ctx);
     let (check, valid_hash) = logged_out(check, &found, req, &mut rec);
     let checked = check.decision();
-    let (session, issue) = session::adopt_session(check, &mut rec);
+    let (mut session, mut issue) = session::adopt_session(check, &mut rec);
     // A bound session proves its device key by a fresh ticket, or reaches no upstream.
-    let proven = super::dbsc::prove(cfg, session.as_ref(), req, &mut rec);
+    let proven = super::dbsc::prove(cfg, session.as_mut(), &mut issue, req, &mut rec);
     if proven == Proven::Unproven {
         return unproven(cfg, req, edits, session, &ctx, rec);
     }
