@@ -61,7 +61,7 @@ counters! {
     LogoutDenylistFull => "session_guard.logout.denylist_full", "logouts not recorded because their denylist bucket was full (the session's copies stay valid until their absolute expiry; end it fleet-wide with revoke.sessions)";
     SignalUnknown => "session_guard.signal.unknown", "signal header values other than login, privilege, logout; ignored and removed";
     SpoofedHeadersRemoved => "session_guard.spoofed_headers_removed", "client-sent x-session-id / x-session-subject / x-session-id-next headers removed";
-    UpstreamCookieBlocked => "session_guard.upstream_cookie.blocked", "upstream Set-Cookie headers for the mesh cookie's name, removed";
+    UpstreamCookieBlocked => "session_guard.upstream_cookie.blocked", "upstream Set-Cookie headers for the mesh cookie's name (or, with DBSC, the ticket's), removed";
     UpstreamCookieHardened => "session_guard.upstream_cookie.hardened", "upstream Set-Cookie headers given missing Secure/HttpOnly/SameSite";
     InvalidUnbound => "session_guard.session.invalid.unbound", "authenticated sessions not bound to a device key dbsc.require_bound_after_s after their login";
     DbscOffered => "session_guard.dbsc.offered", "responses that offered device-bound session registration (Secure-Session-Registration)";
@@ -71,6 +71,7 @@ counters! {
     DbscEnded => "session_guard.dbsc.ended", "refreshes answered {\"continue\": false}: the browser's device-bound session ends (session expired, revoked, logged out, key removed, id forged)";
     DbscUnproven => "session_guard.dbsc.unproven", "requests of a bound session without a valid ticket: forwarded with no identity and no app session cookie (dbsc monitor: counted and forwarded as sent)";
     DbscRebound => "session_guard.dbsc.rebound", "authenticated unbound sessions bound again from a valid ticket (a response re-issued the unbound cookie while the browser registered)";
+    DbscAppCookieWithheld => "session_guard.dbsc.app_cookie_withheld", "app session Set-Cookies removed from responses to unproven requests (they would replace the browser's bound app cookie)";
     DbscVerified => "session_guard.dbsc.verified", "ECDSA signature verifications run (each after every MAC check passed)";
     DbscInvalidSession => "session_guard.dbsc.invalid.session", "endpoint requests without a valid (authenticated) mesh session";
     DbscInvalidBound => "session_guard.dbsc.invalid.bound", "registrations refused because the session is already bound to a device key";

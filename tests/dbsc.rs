@@ -239,11 +239,14 @@ async fn a_login_while_bound_keeps_the_binding() {
         Some("victim"),
         "unbound: as before"
     );
+    // A browser that did keep its key proves it at its next refresh: the new session is bound
+    // to it again (as `/start` would), and a stolen copy of the unbound cookie dies with it.
     assert_eq!(
         victim.refresh().await,
-        Outcome::Ended,
-        "the old binding is gone"
+        Outcome::Refreshed,
+        "the key proven again binds the new session"
     );
+    assert_eq!(m.envoy.counter("session_guard.dbsc.rebound").await, 1);
     assert_eq!(m.envoy.counter("session_guard.dbsc.offered").await, 2);
 }
 
@@ -261,8 +264,14 @@ async fn an_unbound_session_behaves_as_before() {
         let s = seen(&m.app);
         assert!(s.id.is_some(), "{offer}");
         assert_eq!(s.subject.as_deref(), Some("alice"), "{offer}");
+        assert!(registration(&resp).is_none(), "{offer}: never on a subresource");
+        // `authenticated` offers on document navigations only (each offer starts a
+        // registration with a key of its own).
+        let nav = plain
+            .request(Req::get("/").header("sec-fetch-mode", "navigate"))
+            .await;
         assert_eq!(
-            registration(&resp).is_some(),
+            registration(&nav).is_some(),
             offer == "authenticated",
             "{offer}"
         );

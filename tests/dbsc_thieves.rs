@@ -328,7 +328,7 @@ async fn a_ticket_past_its_signed_expiry_proves_nothing() {
     assert_eq!(cookie_attr(&line, "Max-Age").as_deref(), Some("180"));
     let thumb = thumbprint(&victim.device);
     let issued = victim.browser.jar.get(TICKET_COOKIE).unwrap();
-    let (exp, of) = open_site_ticket(issued).expect("the design's format, the site's key");
+    let (exp, of, session) = open_site_ticket(issued).expect("the design's format, the site's key");
     assert_eq!(of, thumb, "issued for the device's key");
     assert!(
         (t0 + 240..=t1 + 240).contains(&exp),
@@ -340,7 +340,9 @@ async fn a_ticket_past_its_signed_expiry_proves_nothing() {
         (now_s() - 1, false),
         (now_s(), false),
     ] {
-        thief.jar.set(TICKET_COOKIE, &site_ticket(&thumb, exp));
+        thief
+            .jar
+            .set(TICKET_COOKIE, &site_ticket(&thumb, &session, exp));
         let (_, s) = thief_get(&m, &mut thief, "/").await;
         assert_eq!(s.subject.is_some(), proven, "exp {exp}: {s:?}");
         assert_eq!(s.id.is_some(), proven, "exp {exp}");

@@ -22,7 +22,9 @@ mod jwt;
 mod tokens;
 
 pub use jwt::{parse_proof, verify_proof};
-pub use tokens::{challenge, check_challenge, check_ticket, decode_id, encode_id, encode_ticket};
+pub use tokens::{
+    challenge, check_challenge, check_ticket, decode_id, encode_id, encode_ticket, open_ticket,
+};
 
 use crate::config::Key;
 use crate::token::{SessionId, TAG_LEN};

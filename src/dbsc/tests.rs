@@ -199,7 +199,7 @@ fn id_refused_when_tampered_foreign_or_its_key_removed() {
 fn a_ticket_is_not_an_id_nor_an_id_a_ticket() {
     // Same key, same layout: the domains and versions keep them apart.
     let k1 = key("k1", 1);
-    let ticket = encode_ticket(&[7; 16], NOW + 100, &k1);
+    let ticket = encode_ticket(&[7; 16], &[1; 8], NOW + 100, &k1);
     assert_eq!(
         decode_id(ticket.as_bytes(), std::slice::from_ref(&k1)),
         None
@@ -371,7 +371,7 @@ fn ticket_round_trips_until_it_expires() {
     let k1 = key("k1", 1);
     let thumb = device(&browser()).thumbprint();
     let exp = NOW + 960;
-    let t = encode_ticket(&thumb, exp, &k1);
+    let t = encode_ticket(&thumb, &[1; 8], exp, &k1);
     assert!(t.starts_with("t1.k1.") && t.len() < 100, "{t}");
     let ring = [key("k0", 0), k1];
     assert_eq!(check_ticket(t.as_bytes(), &ring, NOW), Some(thumb));
@@ -383,7 +383,7 @@ fn ticket_round_trips_until_it_expires() {
 #[test]
 fn ticket_refused_under_a_wrong_key_or_tampered() {
     let k1 = key("k1", 1);
-    let t = encode_ticket(&[5; 16], NOW + 960, &k1);
+    let t = encode_ticket(&[5; 16], &[1; 8], NOW + 960, &k1);
     assert_eq!(check_ticket(t.as_bytes(), &[key("k2", 2)], NOW), None);
     assert_eq!(check_ticket(t.as_bytes(), &[key("k1", 2)], NOW), None);
     for i in 0..t.len() {
@@ -438,7 +438,7 @@ proptest! {
     #[test]
     fn tickets_and_challenges_round_trip(thumb in any::<[u8; 16]>(), t in any::<u64>(), now in any::<u64>()) {
         let ring = [key("k1", 1)];
-        let ticket = encode_ticket(&thumb, t, &ring[0]);
+        let ticket = encode_ticket(&thumb, &[1; 8], t, &ring[0]);
         prop_assert_eq!(check_ticket(ticket.as_bytes(), &ring, now), (t > now).then_some(thumb));
         let c = challenge(Bound::Refresh(&thumb), &ring[0], t);
         let r = check_challenge(c.as_bytes(), Bound::Refresh(&thumb), &ring, now, 600);

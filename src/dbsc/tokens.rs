@@ -17,7 +17,8 @@ const MAX_VALUE_LEN: usize = 256;
 const MAX_FUTURE_SKEW_S: u64 = 300;
 /// `u64::MAX` has 20 decimal digits.
 const MAX_TIME_DIGITS: usize = 20;
-const TICKET_PAYLOAD_LEN: usize = 8 + TAG_LEN;
+/// exp, thumbprint, the hash of the session it was issued to.
+const TICKET_PAYLOAD_LEN: usize = 8 + TAG_LEN + 8;
 
 /// `<version>.<kid>.<B64(payload)>`, tagged with `key` under `domain`, then `.<B64(tag)>`.
 fn sign(version: &str, key: &Key, payload: &[u8], domain: &[u8]) -> String {
@@ -144,19 +145,29 @@ fn parse_time(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// The ticket cookie's value: valid until `exp` (unix seconds), for `thumbprint`.
-pub fn encode_ticket(thumbprint: &Thumbprint, exp: u64, key: &Key) -> String {
+/// The ticket cookie's value: valid until `exp` (unix seconds), for `thumbprint`, issued to
+/// the session whose hash (`token::session_hash`) is `session`.
+pub fn encode_ticket(thumbprint: &Thumbprint, session: &[u8; 8], exp: u64, key: &Key) -> String {
     let mut payload = [0u8; TICKET_PAYLOAD_LEN];
-    let (e, t) = payload.split_at_mut(8);
+    let (e, rest) = payload.split_at_mut(8);
+    let (t, s) = rest.split_at_mut(TAG_LEN);
     e.copy_from_slice(&exp.to_be_bytes());
     t.copy_from_slice(thumbprint);
+    s.copy_from_slice(session);
     sign(TICKET_VERSION, key, &payload, TICKET_DOMAIN)
 }
 
 /// The thumbprint a ticket is valid for, if its MAC verifies and it has not expired.
 pub fn check_ticket(value: &[u8], keys: &[Key], now: u64) -> Option<Thumbprint> {
+    open_ticket(value, keys, now).map(|(t, _)| t)
+}
+
+/// The thumbprint and the hash of the session it was issued to, if its MAC verifies and it has
+/// not expired.
+pub fn open_ticket(value: &[u8], keys: &[Key], now: u64) -> Option<(Thumbprint, [u8; 8])> {
     let payload: [u8; TICKET_PAYLOAD_LEN] = open(value, TICKET_VERSION, keys, TICKET_DOMAIN)?;
-    let (exp, thumbprint) = payload.split_at_checked(8)?;
+    let (exp, rest) = payload.split_at_checked(8)?;
+    let (thumbprint, session) = rest.split_at_checked(TAG_LEN)?;
     let exp = u64::from_be_bytes(exp.try_into().ok()?);
-    (exp > now).then_some(thumbprint.try_into().ok()?)
+    (exp > now).then_some((thumbprint.try_into().ok()?, session.try_into().ok()?))
 }

@@ -15,7 +15,7 @@ use crate::cookies;
 use crate::dbsc::{self, Bound, DeviceKey, Thumbprint, TICKET_COOKIE};
 use crate::metrics::Counter;
 use crate::set_cookie;
-use crate::token::Session;
+use crate::token::{self, Session, SessionId};
 use std::borrow::Cow;
 
 /// Answers `<dbsc.path>/start` or `/refresh`: the reply and the word for the access log.
@@ -94,7 +94,7 @@ fn start(
     let thumb = device.thumbprint();
     s.device = Some(thumb);
     s.last_used = now;
-    let session = super::tag(&s.id);
+    let (session, sid) = (super::tag(&s.id), s.id);
     let mesh = super::mesh_set_cookie(cfg, &MeshCookie::Set(s), now);
     let Some(mesh) = mesh else {
         return refused(rec, Counter::InternalError);
@@ -105,7 +105,7 @@ fn start(
     ));
     let id = dbsc::encode_id(&device, key);
     let body = session_config(cfg, &id).into_bytes();
-    let mut headers = issued(cfg, &thumb, key, now, &id);
+    let mut headers = issued(cfg, &thumb, &sid, key, now, &id);
     headers.push(("set-cookie", mesh));
     headers.push(("content-type", "application/json".into()));
     (reply(200, headers, body), "dbsc_registered")
@@ -123,13 +123,17 @@ fn refresh(
     let Some((id, device)) = token.and_then(|t| Some((t, dbsc::decode_id(t, &cfg.keys)?))) else {
         return ended(rec, Counter::DbscInvalidId, token);
     };
-    let (Some(s), Some(key)) = (session, cfg.signing_key()) else {
+    let (Some(mut s), Some(key)) = (session, cfg.signing_key()) else {
         return ended(rec, Counter::DbscInvalidSession, token);
     };
     let thumb = device.thumbprint();
-    if s.device != Some(thumb) {
-        return ended(rec, Counter::DbscInvalidBinding, token);
-    }
+    // An unbound session is bound by a valid proof (its cookie was overwritten by a racing
+    // re-issue, see `rebind`); one bound to another key is never.
+    let unbound = match s.device {
+        Some(d) if d == thumb => false,
+        None => true,
+        Some(_) => return ended(rec, Counter::DbscInvalidBinding, token),
+    };
     let now = req.now;
     let id = String::from_utf8_lossy(id).into_owned();
     let bound = Bound::Refresh(&thumb);
@@ -151,7 +155,15 @@ fn refresh(
     }
     rec.count(Counter::DbscRefreshed);
     rec.debug(|| "dbsc: ticket refreshed".to_string());
-    let headers = issued(cfg, &thumb, key, now, &id);
+    let mut headers = issued(cfg, &thumb, &s.id, key, now, &id);
+    if unbound {
+        rec.count(Counter::DbscRebound);
+        s.device = Some(thumb);
+        s.last_used = now;
+        headers.extend(
+            super::mesh_set_cookie(cfg, &MeshCookie::Set(s), now).map(|c| ("set-cookie", c)),
+        );
+    }
     (reply(200, headers, b""), "dbsc_refreshed")
 }
 
@@ -175,13 +187,14 @@ fn refresh_ttl(cfg: &Config) -> u64 {
 fn issued(
     cfg: &Config,
     thumb: &Thumbprint,
+    session: &SessionId,
     key: &crate::config::Key,
     now: u64,
     id: &str,
 ) -> Vec<(&'static str, String)> {
     let ttl = cfg.dbsc.ticket_ttl_s;
     let exp = now.saturating_add(ttl).saturating_add(dbsc::TICKET_GRACE_S);
-    let ticket = dbsc::encode_ticket(thumb, exp, key);
+    let ticket = dbsc::encode_ticket(thumb, &token::session_hash(session), exp, key);
     let next = dbsc::challenge(Bound::Refresh(thumb), key, now);
     vec![
         ("cache-control", "no-store".into()),
@@ -328,11 +341,14 @@ fn ticket(cfg: &Config, found: &cookies::Found<'_>, now: u64) -> Option<Thumbpri
     }
 }
 
-/// An authenticated session that is not bound, on a request that carries a valid ticket: the
-/// browser registered while another response re-issued the unbound cookie over the bound one
-/// (Chrome registers beside following the login's redirect, and that page may bind an app
-/// cookie). The session is bound to the ticket's key again and re-issued. A thief gains
-/// nothing: whoever holds an unbound session can register it at `/start` anyway.
+/// An authenticated session that is not bound, on a request that carries a valid ticket issued
+/// to this very session: the browser registered while another response re-issued the unbound
+/// cookie over the bound one (Chrome registers beside following the login's redirect, and that
+/// page may bind an app cookie). The session is bound to the ticket's key again and re-issued.
+/// Only a ticket the mesh issued to this session ID counts (a registration keeps the ID):
+/// neither a leftover ticket of another session nor one an upstream tries to set (they are
+/// blocked) binds it. A thief gains nothing: whoever holds an unbound session can register
+/// it at `/start` anyway.
 fn rebind(
     cfg: &Config,
     s: &mut Session,
@@ -343,8 +359,7 @@ fn rebind(
     if s.subject.is_none() || !req.cookies.iter().any(|h| has_ticket(h)) {
         return Proven::NotBound;
     }
-    let found = cookies::find(&req.cookies, TICKET_COOKIE.as_bytes());
-    let Some(device) = ticket(cfg, &found, req.now) else {
+    let Some(device) = ticket_for(cfg, req, &s.id) else {
         return Proven::NotBound;
     };
     s.device = Some(device);
@@ -358,6 +373,57 @@ fn rebind(
     Proven::Proven
 }
 
+/// The thumbprint of the request's one valid ticket, if it was issued to session `id`.
+pub fn ticket_for(cfg: &Config, req: &RequestView<'_>, id: &SessionId) -> Option<Thumbprint> {
+    let found = cookies::find(&req.cookies, TICKET_COOKIE.as_bytes());
+    let (1, Some(c)) = (found.count, &found.first) else {
+        return None;
+    };
+    let (device, session) = dbsc::open_ticket(c.value, &cfg.keys, req.now)?;
+    (session == token::session_hash(id)).then_some(device)
+}
+
+/// For `dbsc.require_bound_after_s` only: the session hash the request's valid ticket was
+/// issued to (no work at all without that setting or without a ticket).
+pub fn ticket_session(cfg: &Config, req: &RequestView<'_>) -> Option<[u8; 8]> {
+    if !cfg.dbsc.enabled || cfg.dbsc.require_bound_after_s.is_none() {
+        return None;
+    }
+    if !req.cookies.iter().any(|h| has_ticket(h)) {
+        return None;
+    }
+    let found = cookies::find(&req.cookies, TICKET_COOKIE.as_bytes());
+    let (1, Some(c)) = (found.count, &found.first) else {
+        return None;
+    };
+    dbsc::open_ticket(c.value, &cfg.keys, req.now).map(|(_, s)| s)
+}
+
+/// An upstream `Set-Cookie` the browser must not get: the ticket (only the mesh issues it), and,
+/// on a response to an unproven request, an app session cookie (the app, seeing no session,
+/// starts a new one: its cookie would replace the browser's bound one, and the user would be
+/// logged out of the app by a skipped refresh). Counted.
+pub fn withheld(cfg: &Config, p: &Pending, v: &[u8], rec: &mut Record) -> bool {
+    if !cfg.dbsc.enabled {
+        return false;
+    }
+    let name = set_cookie::cookie_name(v);
+    if name.eq_ignore_ascii_case(TICKET_COOKIE.as_bytes()) {
+        rec.count(Counter::UpstreamCookieBlocked);
+        rec.info(format_args!(
+            "upstream Set-Cookie for the DBSC ticket removed"
+        ));
+        return true;
+    }
+    let app = p.unproven
+        && set_cookie::parse_app_cookie(v, p.now)
+            .is_some_and(|(n, _, _)| crate::config::cookie_names::name_listed(cfg, n));
+    if app {
+        rec.count(Counter::DbscAppCookieWithheld);
+    }
+    app
+}
+
 /// A cheap test before parsing: the ticket's name appears in a Cookie header (any case).
 fn has_ticket(header: &[u8]) -> bool {
     let name = TICKET_COOKIE.as_bytes();
@@ -367,8 +433,9 @@ fn has_ticket(header: &[u8]) -> bool {
 }
 
 /// The `Secure-Session-Registration` header for a response whose session is authenticated and
-/// unbound: on a login or privilege rotation, and with `dbsc.offer: "authenticated"` on any
-/// response of such a session that a shared cache cannot store.
+/// unbound: on a login or privilege rotation, and with `dbsc.offer: "authenticated"` on the
+/// response to a document navigation of such a session (never a 304 or 206, nor one a shared
+/// cache may store; the response is then made uncacheable by shared caches, as for a cookie).
 pub fn offer(
     cfg: &Config,
     p: &Pending,
@@ -385,7 +452,13 @@ pub fn offer(
     // that lost its key registers again). Otherwise only `offer: "authenticated"` offers.
     let s = match mesh {
         MeshCookie::Set(s) if rotated => s,
-        _ if cfg.dbsc.offer != crate::config::Offer::Authenticated || cacheable || p.unproven => {
+        // Only document navigations: every subresource offering would start registrations
+        // in parallel, each with its own key.
+        _ if cfg.dbsc.offer != crate::config::Offer::Authenticated
+            || cacheable
+            || p.unproven
+            || !p.navigation =>
+        {
             return None
         }
         MeshCookie::Set(s) => s,

@@ -185,11 +185,14 @@ fn mesh_of(c: &Config, r: &ResponseDecision) -> MeshCookieOf {
 }
 
 #[test]
-fn offer_authenticated_also_offers_on_ordinary_responses_never_on_shared_cacheable_ones() {
+fn offer_authenticated_also_offers_on_navigations_never_on_shared_cacheable_ones() {
     let c = cfg(r#","offer":"authenticated""#);
     let (s, unbound) = session(&c, None);
-    let p = decide(&c, &get(vec![unbound.as_bytes()])).pending;
+    let mut nav = get(vec![unbound.as_bytes()]);
+    nav.sec_fetch_mode = Some(b"navigate");
+    let p = decide(&c, &nav).pending;
     let private = ResponseView {
+        cache_control: Some(std::borrow::Cow::Borrowed(b"max-age=3600")),
         now: NOW,
         ..Default::default()
     };
@@ -198,6 +201,18 @@ fn offer_authenticated_also_offers_on_ordinary_responses_never_on_shared_cacheab
     let ch = quoted_challenge(offer);
     let ok = dbsc::check_challenge(ch.as_bytes(), Bound::Registration(&s.id), &c.keys, NOW, 300);
     assert_eq!(ok, Ok(()));
+    // A session's challenge: no shared cache may store the response.
+    let cc = String::from_utf8(r.edits.cache_control.unwrap()).unwrap();
+    assert!(cc.contains("private") || cc.contains("no-store"), "{cc}");
+    // Not on a 304, nor on a subresource (each would start a registration of its own).
+    let not_modified = ResponseView {
+        status: Some(b"304"),
+        now: NOW,
+        ..Default::default()
+    };
+    assert!(decide_response(&c, &p, &not_modified).edits.add.is_empty());
+    let sub = decide(&c, &get(vec![unbound.as_bytes()])).pending;
+    assert!(decide_response(&c, &sub, &private).edits.add.is_empty());
     let public = ResponseView {
         cache_control: Some(std::borrow::Cow::Borrowed(b"public, max-age=60")),
         now: NOW,
@@ -259,4 +274,64 @@ fn an_unbound_session_with_a_valid_ticket_is_bound_again_and_reissued() {
     let hdr = format!("__Host-session={v}; {fresh}");
     let dec = decide(&c, &get(vec![hdr.as_bytes()]));
     assert!(!counted(&dec, "session_guard.dbsc.rebound"));
+}
+
+#[test]
+fn review_findings_stay_fixed() {
+    let c = cfg(r#","require_bound_after_s":5"#);
+    let d = device(1);
+    let thumb = public(&d).thumbprint();
+    let (_, bound) = session(&c, Some(&d));
+    let (_, unbound) = session(&c, None);
+    // A privilege signal on an unproven request does not lend the subject to the new session.
+    let mut p = decide(&c, &get(vec![bound.as_bytes()])).pending;
+    assert!(p.unproven);
+    p.may_signal = true;
+    p.next_id = Some(SessionId([5; 16]));
+    let v = ResponseView {
+        signals: vec![b"privilege"],
+        set_cookies: vec![
+            b"JSESSIONID=fresh; Path=/",
+            b"__Host-session-bound=x; Path=/",
+        ],
+        now: NOW,
+        ..Default::default()
+    };
+    let r = decide_response(&c, &p, &v);
+    let list = match &r.edits.set_cookies {
+        SetCookies::Replace(l) => l.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mesh = list
+        .iter()
+        .find(|v| v.starts_with(b"__Host-session="))
+        .unwrap();
+    let value = &mesh[15..mesh.iter().position(|&b| b == b';').unwrap()];
+    let s = token::decode(value, b"__Host-session", &c.keys).unwrap();
+    assert_eq!((s.subject, s.device), (None, None));
+    // The app's new session cookie and an upstream's ticket never reach the browser.
+    assert!(!list.iter().any(|v| v.starts_with(b"JSESSIONID=")));
+    assert!(!list
+        .iter()
+        .any(|v| v.starts_with(b"__Host-session-bound=x")));
+    let names: Vec<_> = r.record.counters.iter().map(|(c, _)| c.name()).collect();
+    assert!(names.contains(&"session_guard.dbsc.app_cookie_withheld"));
+    assert!(names.contains(&"session_guard.upstream_cookie.blocked"));
+    // Rebind only from a ticket issued to this very session; one issued to another (a
+    // leftover, or an attacker's) binds nothing.
+    let other = dbsc::encode_ticket(&thumb, &[9; 8], NOW + 10, &c.keys[0]);
+    let hdr = format!("{unbound}; {}={other}", dbsc::TICKET_COOKIE);
+    let dec = decide(&c, &get(vec![hdr.as_bytes()]));
+    assert!(!counted(&dec, "session_guard.dbsc.rebound"));
+    // require_bound_after_s (5 s; the session is 10 s old): the session's own ticket keeps it
+    // (it registered, its cookie lost the race) and binds it again; any other ticket does not.
+    assert!(counted(&dec, "session_guard.session.invalid.unbound"));
+    let hdr = format!("{unbound}; {}", ticket(&c, &d, NOW + 10));
+    let dec = decide(&c, &get(vec![hdr.as_bytes()]));
+    assert!(
+        counted(&dec, "session_guard.dbsc.rebound"),
+        "{:?}",
+        dec.record.counters
+    );
+    assert_eq!(dec.pending.device, Some(thumb));
 }

@@ -36,8 +36,9 @@ pub use trust::{cluster_trusted, trust_on_request, trust_on_response};
 use crate::metrics::Counter;
 use crate::token::{self, Invalid, Session, SessionId};
 
-/// What a request looks like to the filter: borrowed header values, read once.
-#[derive(Debug, Default)]
+/// What a request looks like to the filter: borrowed header values, read once. `Debug` prints
+/// no value (cookies, the DBSC proof and identifier are credentials).
+#[derive(Default)]
 pub struct RequestView<'a> {
     /// Build debug log lines (see [`Record::debug`]).
     pub debug_logs: bool,
@@ -86,12 +87,34 @@ impl std::fmt::Debug for Denylist<'_> {
     }
 }
 
-/// A local response instead of forwarding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A local response instead of forwarding. `Debug` prints the status and header names only
+/// (a DBSC answer carries the mesh cookie and the ticket).
+#[derive(Clone, PartialEq, Eq)]
 pub struct LocalReply {
     pub status: u32,
     pub headers: Vec<(&'static str, String)>,
     pub body: std::borrow::Cow<'static, [u8]>,
+}
+
+impl std::fmt::Debug for LocalReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("LocalReply")
+            .field("status", &self.status)
+            .field("headers", &names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RequestView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestView")
+            .field("cookie_headers", &self.cookies.len())
+            .field("spoofed", &self.spoofed)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Header edits on a forwarded request.
@@ -146,6 +169,9 @@ pub struct Pending {
     pub unproven: bool,
     /// The device key a rotation keeps: the request's, when it was proven.
     pub device: Option<[u8; token::TAG_LEN]>,
+    /// A document navigation (`request::navigation`): where `dbsc.offer: "authenticated"`
+    /// offers registration.
+    pub navigation: bool,
 }
 
 #[derive(Debug)]

@@ -81,6 +81,7 @@ pub fn decide_request(
         decision,
         navigation_only: who == Mints::OnCookie,
         device: super::dbsc::device_kept(session.as_ref(), proven),
+        navigation: cfg.dbsc.enabled && navigation(req),
         ..pending(session, issue, rec.request_id.clone(), req.now)
     };
     RequestDecision {
@@ -142,6 +143,7 @@ pub(super) fn request_ctx<'a>(cfg: &Config, req: &RequestView<'_>, host: &'a [u8
         host,
         ua: (cfg.detect.client_change != ClientChange::Off)
             .then(|| token::ua_digest(req.user_agent.unwrap_or_default())),
+        ticket_session: super::dbsc::ticket_session(cfg, req),
     }
 }
 
@@ -402,6 +404,7 @@ fn pending(session: Option<Session>, issue: Issue, request_id: String, now: u64)
         navigation_only: false,
         unproven: false,
         device: None,
+        navigation: false,
     }
 }
 

@@ -74,6 +74,7 @@ fn mint_only_without_a_session_and_with_randomness() {
         scope: [0; 16],
         host: b"",
         ua: None,
+        ticket_session: None,
     };
     let kept = mint(
         true,

@@ -47,8 +47,8 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
             .or_else(|| p.session.as_ref().map(|s| token::session_hash(&s.id))),
     };
 
-    let (list, changed) = harden_upstream_cookies(cfg, &resp.set_cookies, &mut rec);
-    let cacheable = super::cache::shared_cacheable(resp);
+    let (list, changed) = harden_upstream_cookies(cfg, p, &resp.set_cookies, &mut rec);
+    let cacheable = super::cache::shared_cacheable(resp) || super::cache::partial(resp.status);
     let offer = super::dbsc::offer(
         cfg,
         p,
@@ -63,8 +63,10 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
         MeshCookie::Expire => super::dbsc::expired_ticket(cfg),
         _ => None,
     };
-    let cache_control = cache_headers(ours.is_some(), resp.cache_control.as_deref());
-    let no_store = targeted_cache_headers(ours.is_some(), &resp.targeted_cache);
+    // The offer's challenge belongs to one session: no shared cache may store it either.
+    let personal = ours.is_some() || offer.is_some();
+    let cache_control = cache_headers(personal, resp.cache_control.as_deref());
+    let no_store = targeted_cache_headers(personal, &resp.targeted_cache);
     let set_cookies = match (ours, changed, ticket_expired) {
         (None, false, None) => SetCookies::Unchanged,
         (Some(c), false, None) => SetCookies::Append(c),
@@ -197,7 +199,9 @@ pub fn apply_signal(
         }
         Signal::Login | Signal::Privilege => {
             let login = signal == Signal::Login;
-            let subject = signal_subject(login, subject, p.session.as_ref(), rec);
+            // An unproven request's session lends nothing to the next one: not its subject.
+            let current = p.session.as_ref().filter(|_| !p.unproven);
+            let subject = signal_subject(login, subject, current, rec);
             Some(rotate(login, subject, p, now, rec))
         }
         Signal::Logout => {
@@ -277,12 +281,17 @@ fn rotate(
 /// Returns the list to send and whether it differs from the upstream's.
 pub fn harden_upstream_cookies(
     cfg: &Config,
+    p: &Pending,
     set_cookies: &[&[u8]],
     rec: &mut Record,
 ) -> (Vec<Vec<u8>>, bool) {
     let mut changed = false;
     let mut list: Vec<Vec<u8>> = Vec::with_capacity(set_cookies.len() + 1);
     for v in set_cookies {
+        if super::dbsc::withheld(cfg, p, v, rec) {
+            changed = true;
+            continue;
+        }
         let name = cfg.cookie.name.as_bytes();
         match set_cookie::harden(v, name, &cfg.url.params, cfg.cookie.secure) {
             Upstream::Keep => list.push(v.to_vec()),
@@ -451,9 +460,15 @@ mod tests {
     fn upstream_cookies_mesh_cookie_and_cache() {
         let c = cfg();
         let mut r = Record::new(false, "r".into());
-        let (l, changed) = harden_upstream_cookies(&c, &[b"a=1; Secure; SameSite=Lax"], &mut r);
+        let (l, changed) = harden_upstream_cookies(
+            &c,
+            &Pending::default(),
+            &[b"a=1; Secure; SameSite=Lax"],
+            &mut r,
+        );
         assert_eq!((l.len(), changed), (1, false));
-        let (l, changed) = harden_upstream_cookies(&c, &[b"__Host-session=x"], &mut r);
+        let (l, changed) =
+            harden_upstream_cookies(&c, &Pending::default(), &[b"__Host-session=x"], &mut r);
         assert_eq!((l.len(), changed), (0, true));
         assert_eq!(mesh_set_cookie(&c, &MeshCookie::Keep, 5), None);
         let s = Session::new(SessionId([1; 16]), 5, None);

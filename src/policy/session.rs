@@ -21,6 +21,9 @@ pub struct Ctx<'a> {
     pub host: &'a [u8],
     /// SHA-256 of the `User-Agent`; `None` when `detect.client_change` is off.
     pub ua: Option<[u8; 32]>,
+    /// With `dbsc.require_bound_after_s`: the hash of the session the request's valid DBSC
+    /// ticket was issued to (that session registered; its cookie may have lost the race).
+    pub ticket_session: Option<[u8; 8]>,
 }
 
 /// What the request's mesh cookie is worth.
@@ -110,7 +113,7 @@ pub fn verify_mesh_cookie<'a>(cfg: &Config, found: &Found<'a>, ctx: &Ctx<'_>) ->
 fn bound_checks(cfg: &Config, s: &mut Session, ctx: &Ctx<'_>) -> Result<(bool, bool), Invalid> {
     let upgrade = check_scope(cfg, s, ctx)?;
     check_revoked(cfg, s)?;
-    check_unbound(cfg, s, ctx.now)?;
+    check_unbound(cfg, s, ctx)?;
     let (recorded, changed) = check_client(cfg, s, ctx.ua)?;
     Ok((upgrade || recorded, changed))
 }
@@ -134,11 +137,17 @@ fn check_scope(cfg: &Config, s: &mut Session, ctx: &Ctx<'_>) -> Result<bool, Inv
 
 /// `dbsc.require_bound_after_s`: an authenticated session that its browser did not bind to a
 /// device key within that time after its login (when its ID was issued) is invalid.
-fn check_unbound(cfg: &Config, s: &Session, now: u64) -> Result<(), Invalid> {
+/// A session whose request carries a ticket issued to it registered: it is bound again on this
+/// request (`dbsc::rebind`), whatever its age.
+fn check_unbound(cfg: &Config, s: &Session, ctx: &Ctx<'_>) -> Result<(), Invalid> {
     let Some(limit) = cfg.dbsc.require_bound_after_s.filter(|_| cfg.dbsc.enabled) else {
         return Ok(());
     };
-    if s.subject.is_some() && s.device.is_none() && now.saturating_sub(s.issued_at) > limit {
+    let late = ctx.now.saturating_sub(s.issued_at) > limit;
+    if s.subject.is_some() && s.device.is_none() && late {
+        if ctx.ticket_session == Some(token::session_hash(&s.id)) {
+            return Ok(());
+        }
         return Err(Invalid::Unbound);
     }
     Ok(())

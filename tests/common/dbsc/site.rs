@@ -161,13 +161,15 @@ pub fn thumbprint(device: &Device) -> [u8; 16] {
 }
 
 /// A ticket made with the site's key ([`TEST_KEY`], id `k1`) in the design's format, written
-/// here from the design, not from the filter's code: `t1.k1.<B64(exp BE ‖ thumbprint)>.<B64(tag)>`,
-/// tag = HMAC-SHA256(key, "session-guard dbsc ticket\0" ‖ "t1.k1.<payload>"), first 16 bytes.
-/// What a thief replays after the expiry its cookie jar ignores (with a fresh `exp`: the
-/// control that the format is right).
-pub fn site_ticket(thumbprint: &[u8; 16], exp: u64) -> String {
+/// here from the design, not from the filter's code:
+/// `t1.k1.<B64(exp BE ‖ thumbprint ‖ session hash)>.<B64(tag)>`, tag = HMAC-SHA256(key,
+/// "session-guard dbsc ticket\0" ‖ "t1.k1.<payload>"), first 16 bytes; the session hash names
+/// the session it was issued to. What a thief replays after the expiry its cookie jar ignores
+/// (with a fresh `exp`: the control that the format is right).
+pub fn site_ticket(thumbprint: &[u8; 16], session: &[u8; 8], exp: u64) -> String {
     let mut payload = exp.to_be_bytes().to_vec();
     payload.extend_from_slice(thumbprint);
+    payload.extend_from_slice(session);
     let head = format!("t1.k1.{}", B64.encode(payload));
     let tag = site_mac(&[b"session-guard dbsc ticket\0", head.as_bytes()]);
     format!("{head}.{}", B64.encode(&tag[..16]))
@@ -197,11 +199,13 @@ fn site_mac(parts: &[&[u8]]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// The signed expiry and thumbprint of a ticket, once its tag verifies under the site's key.
-pub fn open_site_ticket(value: &str) -> Option<(u64, [u8; 16])> {
+/// The signed expiry, thumbprint and session hash of a ticket, once its tag verifies under the
+/// site's key.
+pub fn open_site_ticket(value: &str) -> Option<(u64, [u8; 16], [u8; 8])> {
     let (head, _) = value.rsplit_once('.')?;
     let bytes = B64.decode(head.strip_prefix("t1.k1.")?).ok()?;
     let exp = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
-    let thumb: [u8; 16] = bytes.get(8..)?.try_into().ok()?;
-    (site_ticket(&thumb, exp) == value).then_some((exp, thumb))
+    let thumb: [u8; 16] = bytes.get(8..24)?.try_into().ok()?;
+    let session: [u8; 8] = bytes.get(24..)?.try_into().ok()?;
+    (site_ticket(&thumb, &session, exp) == value).then_some((exp, thumb, session))
 }
