@@ -264,7 +264,10 @@ async fn an_unbound_session_behaves_as_before() {
         let s = seen(&m.app);
         assert!(s.id.is_some(), "{offer}");
         assert_eq!(s.subject.as_deref(), Some("alice"), "{offer}");
-        assert!(registration(&resp).is_none(), "{offer}: never on a subresource");
+        assert!(
+            registration(&resp).is_none(),
+            "{offer}: never on a subresource"
+        );
         // `authenticated` offers on document navigations only (each offer starts a
         // registration with a key of its own).
         let nav = plain

@@ -7,11 +7,9 @@
 //! challenge's MAC and age, and only then the signature. A request that fails a MAC costs no
 //! ECDSA verification (`dbsc.verified` counts those that ran).
 
-use super::request::{logged_out, request_ctx};
-use super::{session, LocalReply, MeshCookie, Record};
-use super::{Issue, Pending, RequestView};
+use super::request::{checked_cookie, request_ctx};
+use super::{session, Issue, LocalReply, MeshCookie, Pending, Record, RequestView, ResponseView};
 use crate::config::{Config, Endpoint};
-use crate::cookies;
 use crate::dbsc::{self, Bound, DeviceKey, Thumbprint, TICKET_COOKIE};
 use crate::metrics::Counter;
 use crate::set_cookie;
@@ -45,10 +43,7 @@ pub fn endpoint(
 fn endpoint_session(cfg: &Config, req: &RequestView<'_>, rec: &mut Record) -> Option<Session> {
     let host = req.authority.map(super::host_scope).unwrap_or_default();
     let ctx = request_ctx(cfg, req, &host);
-    let found = cookies::find(&req.cookies, cfg.cookie.name.as_bytes());
-    let check = session::verify_mesh_cookie(cfg, &found, &ctx);
-    let (check, _) = logged_out(check, &found, req, rec);
-    match check {
+    match checked_cookie(cfg, req, &ctx, rec).1 {
         session::CookieCheck::Valid { session, .. } if session.subject.is_some() => Some(session),
         _ => None,
     }
@@ -287,151 +282,6 @@ fn reply(
     }
 }
 
-/// What the steady path makes of a request's session (no host call: the ticket is a cookie).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proven {
-    /// No DBSC for this request: off, no session, or an unbound session.
-    NotBound,
-    /// A bound session with a valid ticket for its key.
-    Proven,
-    /// A bound session without one.
-    Unproven,
-}
-
-/// Whether a bound session's request carries a valid ticket for its key; counted. An
-/// authenticated, unbound session whose request carries a valid ticket is bound again
-/// ([`rebind`]).
-pub fn prove(
-    cfg: &Config,
-    s: Option<&mut Session>,
-    issue: &mut Issue,
-    req: &RequestView<'_>,
-    rec: &mut Record,
-) -> Proven {
-    // With DBSC off (a rollback), a bound session is an ordinary one.
-    let Some(s) = s.filter(|_| cfg.dbsc.enabled) else {
-        return Proven::NotBound;
-    };
-    let Some(device) = s.device else {
-        return rebind(cfg, s, issue, req, rec);
-    };
-    let found = cookies::find(&req.cookies, TICKET_COOKIE.as_bytes());
-    if ticket(cfg, &found, req.now) == Some(device) {
-        return Proven::Proven;
-    }
-    if found.count > 0 {
-        rec.count(Counter::DbscInvalidTicket);
-    }
-    rec.count(Counter::DbscUnproven);
-    if cfg.dbsc.monitor {
-        rec.debug(|| "dbsc: unproven request forwarded (monitor)".to_string());
-        return Proven::Proven;
-    }
-    rec.info(format_args!(
-        "dbsc: unproven request: forwarded without identity"
-    ));
-    Proven::Unproven
-}
-
-/// The thumbprint of the request's one valid ticket.
-fn ticket(cfg: &Config, found: &cookies::Found<'_>, now: u64) -> Option<Thumbprint> {
-    match (found.count, &found.first) {
-        (1, Some(c)) => dbsc::check_ticket(c.value, &cfg.keys, now),
-        _ => None,
-    }
-}
-
-/// An authenticated session that is not bound, on a request that carries a valid ticket issued
-/// to this very session: the browser registered while another response re-issued the unbound
-/// cookie over the bound one (Chrome registers beside following the login's redirect, and that
-/// page may bind an app cookie). The session is bound to the ticket's key again and re-issued.
-/// Only a ticket the mesh issued to this session ID counts (a registration keeps the ID):
-/// neither a leftover ticket of another session nor one an upstream tries to set (they are
-/// blocked) binds it. A thief gains nothing: whoever holds an unbound session can register
-/// it at `/start` anyway.
-fn rebind(
-    cfg: &Config,
-    s: &mut Session,
-    issue: &mut Issue,
-    req: &RequestView<'_>,
-    rec: &mut Record,
-) -> Proven {
-    if s.subject.is_none() || !req.cookies.iter().any(|h| has_ticket(h)) {
-        return Proven::NotBound;
-    }
-    let Some(device) = ticket_for(cfg, req, &s.id) else {
-        return Proven::NotBound;
-    };
-    s.device = Some(device);
-    if *issue == Issue::None {
-        *issue = Issue::Reissued;
-    }
-    rec.count(Counter::DbscRebound);
-    rec.info(format_args!(
-        "dbsc: unbound session bound again from its ticket"
-    ));
-    Proven::Proven
-}
-
-/// The thumbprint of the request's one valid ticket, if it was issued to session `id`.
-pub fn ticket_for(cfg: &Config, req: &RequestView<'_>, id: &SessionId) -> Option<Thumbprint> {
-    let found = cookies::find(&req.cookies, TICKET_COOKIE.as_bytes());
-    let (1, Some(c)) = (found.count, &found.first) else {
-        return None;
-    };
-    let (device, session) = dbsc::open_ticket(c.value, &cfg.keys, req.now)?;
-    (session == token::session_hash(id)).then_some(device)
-}
-
-/// For `dbsc.require_bound_after_s` only: the session hash the request's valid ticket was
-/// issued to (no work at all without that setting or without a ticket).
-pub fn ticket_session(cfg: &Config, req: &RequestView<'_>) -> Option<[u8; 8]> {
-    if !cfg.dbsc.enabled || cfg.dbsc.require_bound_after_s.is_none() {
-        return None;
-    }
-    if !req.cookies.iter().any(|h| has_ticket(h)) {
-        return None;
-    }
-    let found = cookies::find(&req.cookies, TICKET_COOKIE.as_bytes());
-    let (1, Some(c)) = (found.count, &found.first) else {
-        return None;
-    };
-    dbsc::open_ticket(c.value, &cfg.keys, req.now).map(|(_, s)| s)
-}
-
-/// An upstream `Set-Cookie` the browser must not get: the ticket (only the mesh issues it), and,
-/// on a response to an unproven request, an app session cookie (the app, seeing no session,
-/// starts a new one: its cookie would replace the browser's bound one, and the user would be
-/// logged out of the app by a skipped refresh). Counted.
-pub fn withheld(cfg: &Config, p: &Pending, v: &[u8], rec: &mut Record) -> bool {
-    if !cfg.dbsc.enabled {
-        return false;
-    }
-    let name = set_cookie::cookie_name(v);
-    if name.eq_ignore_ascii_case(TICKET_COOKIE.as_bytes()) {
-        rec.count(Counter::UpstreamCookieBlocked);
-        rec.info(format_args!(
-            "upstream Set-Cookie for the DBSC ticket removed"
-        ));
-        return true;
-    }
-    let app = p.unproven
-        && set_cookie::parse_app_cookie(v, p.now)
-            .is_some_and(|(n, _, _)| crate::config::cookie_names::name_listed(cfg, n));
-    if app {
-        rec.count(Counter::DbscAppCookieWithheld);
-    }
-    app
-}
-
-/// A cheap test before parsing: the ticket's name appears in a Cookie header (any case).
-fn has_ticket(header: &[u8]) -> bool {
-    let name = TICKET_COOKIE.as_bytes();
-    header
-        .windows(name.len())
-        .any(|w| w.eq_ignore_ascii_case(name))
-}
-
 /// The `Secure-Session-Registration` header for a response whose session is authenticated and
 /// unbound: on a login or privilege rotation, and with `dbsc.offer: "authenticated"` on the
 /// response to a document navigation of such a session (never a 304 or 206, nor one a shared
@@ -441,13 +291,14 @@ pub fn offer(
     p: &Pending,
     mesh: &MeshCookie,
     rotated: bool,
-    cacheable: bool,
-    now: u64,
+    resp: &ResponseView<'_>,
     rec: &mut Record,
 ) -> Option<(&'static str, String)> {
     if !cfg.dbsc.enabled {
         return None;
     }
+    let now = resp.now;
+    let cacheable = super::cache::shared_cacheable(resp) || super::cache::partial(resp.status);
     // A login rotates into a fresh session (unbound when the request was unproven: a browser
     // that lost its key registers again). Otherwise only `offer: "authenticated"` offers.
     let s = match mesh {
@@ -474,13 +325,6 @@ pub fn offer(
     let path = &cfg.dbsc.start_path;
     let value = format!("(ES256);path=\"{path}\";challenge=\"{challenge}\"");
     Some(("secure-session-registration", value))
-}
-
-/// The session's ID is not in the ticket: a rotation keeps the device of a proven request.
-pub fn device_kept(s: Option<&Session>, proven: Proven) -> Option<Thumbprint> {
-    (proven == Proven::Proven)
-        .then(|| s.and_then(|s| s.device))
-        .flatten()
 }
 
 /// `Set-Cookie` that expires the ticket (with the mesh cookie, on logout).

@@ -9,6 +9,7 @@
 mod app_cookies;
 mod cache;
 mod dbsc;
+mod proof;
 pub use crate::config::denylist;
 mod record;
 mod request;
@@ -19,7 +20,7 @@ mod trust;
 
 pub use app_cookies::{bind_response, filter_request, AppCookie};
 pub use cache::{commit, partial, shared_cacheable};
-pub use dbsc::{prove, Proven};
+pub use proof::{prove, Proven, Ticket};
 pub use record::{Level, Record};
 pub use request::{
     cookie_header_without_mesh_cookie, decide_request, exempt_path, grant_signal, mint, navigation,

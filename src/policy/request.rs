@@ -1,6 +1,7 @@
 //! The request phase, as named steps. [`decide_request`] holds their order; each step is a
 //! plain function of the configuration and the request's headers.
 
+use super::proof::Ticket;
 use super::session::CookieCheck;
 use super::Proven;
 use super::{
@@ -25,70 +26,109 @@ pub fn decide_request(
     let mut rec = Record::new(req.debug_logs, printable(req.request_id));
     let mut edits = RequestEdits::default();
 
-    // The DBSC endpoints first: nothing below may mint, redirect or strip on them.
-    if let Some(ep) = req.path.and_then(|p| cfg.dbsc.endpoint(p)) {
-        let (r, word) = super::dbsc::endpoint(cfg, req, ep, &mut rec);
-        return answer(r, word, req.now, rec);
-    }
+    // The filter's own endpoints, then defense 1: session IDs never travel in URLs upstream.
+    let exempt = match front(cfg, req, &mut edits, &mut rec) {
+        Ok(exempt) => exempt,
+        Err(answered) => return stop(*answered, req.now, rec),
+    };
 
-    // Defense 1: session IDs never travel in URLs to an upstream.
-    match url_defense(cfg, req.method, req.path, &mut rec) {
-        UrlStep::Clean => {}
-        UrlStep::Forward(path) => edits.path = Some(path),
-        UrlStep::Reply((r, word)) => return reply(r, word, req.now, rec),
-    }
-    edits.referer = scrub_referer(cfg, req.referer, &mut rec);
-    let exempt = exempt_path(cfg, edits.path.as_deref().or(req.path), &mut rec);
-
-    // Defense 2: the only session an upstream sees was minted, and signed, by the mesh:
-    // signature, age, scope, revocation, client (session.rs), then the app cookies bound to it.
+    // Defense 2: the only session an upstream sees was minted, and signed, by the mesh: the
+    // cookie (session.rs), the device key's ticket (dbsc.rs), the app cookies bound to it.
     let host = req.authority.map(super::host_scope).unwrap_or_default();
     let ctx = request_ctx(cfg, req, &host);
-    let found = cookies::find(&req.cookies, cfg.cookie.name.as_bytes());
-    let check = session::verify_mesh_cookie(cfg, &found, &ctx);
-    let (check, valid_hash) = logged_out(check, &found, req, &mut rec);
+    let (found, check, valid_hash) = checked_cookie(cfg, req, &ctx, &mut rec);
     let checked = check.decision();
     let (mut session, mut issue) = session::adopt_session(check, &mut rec);
-    // A bound session proves its device key by a fresh ticket, or reaches no upstream.
-    let proven = super::dbsc::prove(cfg, session.as_mut(), &mut issue, req, &mut rec);
+    let proven = super::proof::prove(cfg, session.as_mut(), &mut issue, ctx.ticket, &mut rec);
+    let tickets = ctx.ticket != Ticket::Absent;
+    let without_mesh = cookie_header_without_mesh_cookie(cfg, &req.cookies, found.count, tickets);
     if proven == Proven::Unproven {
-        return unproven(cfg, req, edits, session, &ctx, rec);
+        return super::proof::unproven(cfg, req, edits, session, without_mesh, &ctx, rec);
     }
-    let without_mesh = cookie_header_without_mesh_cookie(cfg, &req.cookies, found.count);
     let who = who_mints(cfg, req, exempt);
     let may_mint = who != Mints::Nobody;
     let (mut session, mut issue) = mint(may_mint, session, issue, &ctx, random_id, &mut rec);
     let decision = decision_word(issue, checked, exempt);
     let (current, s) = (without_mesh, session.as_mut());
-    let app =
-        app_cookies::filter_request(cfg, &req.cookies, current, s, &mut issue, req.now, &mut rec);
+    let app = app_step(cfg, req, current, s, &mut issue, exempt, &mut rec);
     edits.cookies = app.cookies;
-    if exempt && issue == Issue::Reissued {
-        // An exempt path never carries the mesh cookie: the re-issue waits for another path.
-        issue = Issue::None;
-    }
 
     // What upstreams get: only the mesh's word on sessions.
     edits.remove = strip_spoofed(&req.spoofed, &mut rec);
     edits.set = upstream_headers(cfg, session.as_ref());
-    let spare_id = spare_id(cfg, session.is_none(), random_id);
     let pending = Pending {
         session_hash: valid_hash.or_else(|| session.as_ref().map(|s| token::session_hash(&s.id))),
         scope: ctx.scope,
         ua: ctx.ua,
         app_cookies: app.kept,
-        spare_id,
+        spare_id: spare_id(cfg, session.is_none(), random_id),
         decision,
         navigation_only: who == Mints::OnCookie,
-        device: super::dbsc::device_kept(session.as_ref(), proven),
+        device: super::proof::device_kept(session.as_ref(), proven),
         navigation: cfg.dbsc.enabled && navigation(req),
         ..pending(session, issue, rec.request_id.clone(), req.now)
     };
+    let outcome = RequestOutcome::Forward(edits);
     RequestDecision {
-        outcome: RequestOutcome::Forward(edits),
+        outcome,
         pending,
         record: rec,
     }
+}
+
+/// The app session cookies bound to the session (`app_cookies.rs`). An exempt path never
+/// carries the mesh cookie: a re-issue waits for another path.
+fn app_step(
+    cfg: &Config,
+    req: &RequestView<'_>,
+    current: Option<Vec<Vec<u8>>>,
+    session: Option<&mut Session>,
+    issue: &mut Issue,
+    exempt: bool,
+    rec: &mut Record,
+) -> app_cookies::Filtered {
+    let app = app_cookies::filter_request(cfg, &req.cookies, current, session, issue, req.now, rec);
+    if exempt && *issue == Issue::Reissued {
+        *issue = Issue::None;
+    }
+    app
+}
+
+/// The steps before any session is looked at: the DBSC endpoints (answered in every mode:
+/// nothing may mint, redirect or strip on them), then the URL defense, the `Referer`, and
+/// whether the path is exempt. `Err`: the request is answered here (boxed: the rare path).
+fn front(
+    cfg: &Config,
+    req: &RequestView<'_>,
+    edits: &mut RequestEdits,
+    rec: &mut Record,
+) -> Result<bool, Box<(RequestOutcome, &'static str)>> {
+    if let Some(ep) = req.path.and_then(|p| cfg.dbsc.endpoint(p)) {
+        let (r, word) = super::dbsc::endpoint(cfg, req, ep, rec);
+        return Err(Box::new((RequestOutcome::Answer(r), word)));
+    }
+    match url_defense(cfg, req.method, req.path, rec) {
+        UrlStep::Clean => {}
+        UrlStep::Forward(path) => edits.path = Some(path),
+        UrlStep::Reply((r, word)) => return Err(Box::new((RequestOutcome::Reply(r), word))),
+    }
+    edits.referer = scrub_referer(cfg, req.referer, rec);
+    Ok(exempt_path(cfg, edits.path.as_deref().or(req.path), rec))
+}
+
+/// The request's mesh cookies and what they are worth, by every check (session.rs, then this
+/// proxy's logout denylist): shared by forwarded requests and the DBSC endpoints. Also the
+/// valid session's hash.
+pub(super) fn checked_cookie<'a>(
+    cfg: &Config,
+    req: &RequestView<'a>,
+    ctx: &Ctx<'_>,
+    rec: &mut Record,
+) -> (Found<'a>, CookieCheck<'a>, Option<[u8; 8]>) {
+    let found = cookies::find(&req.cookies, cfg.cookie.name.as_bytes());
+    let check = session::verify_mesh_cookie(cfg, &found, ctx);
+    let (check, valid_hash) = logged_out(check, &found, req, rec);
+    (found, check, valid_hash)
 }
 
 /// The word a request's decision is published as (filter state, access log).
@@ -112,7 +152,7 @@ fn spare_id(cfg: &Config, no_session: bool, random_id: RandomId<'_>) -> Option<S
 /// A valid session that a logout ended on this proxy is revoked (`logout.refused`): the
 /// proxy's denylist is asked only here, for a session valid by every other check. Also returns
 /// the valid session's hash (computed once per request).
-pub(super) fn logged_out<'a>(
+fn logged_out<'a>(
     check: CookieCheck<'a>,
     found: &Found<'a>,
     req: &RequestView<'_>,
@@ -143,7 +183,7 @@ pub(super) fn request_ctx<'a>(cfg: &Config, req: &RequestView<'_>, host: &'a [u8
         host,
         ua: (cfg.detect.client_change != ClientChange::Off)
             .then(|| token::ua_digest(req.user_agent.unwrap_or_default())),
-        ticket_session: super::dbsc::ticket_session(cfg, req),
+        ticket: Ticket::of(cfg, &req.cookies, req.now),
     }
 }
 
@@ -233,24 +273,22 @@ pub fn scrub_referer(cfg: &Config, referer: Option<&[u8]>, rec: &mut Record) -> 
 }
 
 /// The `Cookie` headers without the mesh cookie (upstreams get the session headers instead)
-/// and, with DBSC on, without its ticket; `None` when there is none to remove.
+/// and, when the request has one (`tickets`), the DBSC ticket; `None` when there is none to
+/// remove.
 pub fn cookie_header_without_mesh_cookie(
     cfg: &Config,
     headers: &[&[u8]],
     mesh_cookies: usize,
+    tickets: bool,
 ) -> Option<Vec<Vec<u8>>> {
-    let ticket = crate::dbsc::TICKET_COOKIE.as_bytes();
-    let is_ticket = |c: &cookies::Crumb<'_>| c.name.eq_ignore_ascii_case(ticket);
-    let tickets = cfg.dbsc.enabled
-        && headers
-            .iter()
-            .any(|h| cookies::crumbs(h).any(|c| is_ticket(&c)));
     if mesh_cookies == 0 && !tickets {
         return None;
     }
     let name = cfg.cookie.name.as_bytes();
-    let ours =
-        |c: &cookies::Crumb<'_>| c.name.eq_ignore_ascii_case(name) || (tickets && is_ticket(c));
+    let ticket = crate::dbsc::TICKET_COOKIE.as_bytes();
+    let ours = |c: &cookies::Crumb<'_>| {
+        c.name.eq_ignore_ascii_case(name) || (tickets && c.name.eq_ignore_ascii_case(ticket))
+    };
     let list = headers
         .iter()
         .filter_map(|h| match cookies::retain(h, |c| !ours(c)) {
@@ -387,7 +425,12 @@ pub fn grant_signal(
     }
 }
 
-fn pending(session: Option<Session>, issue: Issue, request_id: String, now: u64) -> Pending {
+pub(super) fn pending(
+    session: Option<Session>,
+    issue: Issue,
+    request_id: String,
+    now: u64,
+) -> Pending {
     Pending {
         session,
         session_hash: None,
@@ -408,63 +451,14 @@ fn pending(session: Option<Session>, issue: Issue, request_id: String, now: u64)
     }
 }
 
-/// A bound session's request without a valid ticket (`dbsc.rs`): forwarded with the URL
-/// defense applied, no identity headers (spoofed ones removed), no mesh cookie, ticket or app
-/// session cookie; nothing minted or re-issued. The session stays pending so that a login or
-/// logout on the response still applies.
+/// A request answered locally (`outcome`: a `Reply`, or an `Answer` sent in every mode).
 #[cold]
-fn unproven(
-    cfg: &Config,
-    req: &RequestView<'_>,
-    mut edits: RequestEdits,
-    session: Option<Session>,
-    ctx: &Ctx<'_>,
-    mut rec: Record,
-) -> RequestDecision {
-    let found = cookies::find(&req.cookies, cfg.cookie.name.as_bytes());
-    let current = cookie_header_without_mesh_cookie(cfg, &req.cookies, found.count);
-    let mut none = Issue::None;
-    let app = app_cookies::filter_request(
-        cfg,
-        &req.cookies,
-        current,
-        None,
-        &mut none,
-        req.now,
-        &mut rec,
-    );
-    edits.cookies = app.cookies;
-    // No identity header is set; any the client sent is removed, as on every request.
-    edits.remove = strip_spoofed(&req.spoofed, &mut rec);
-    let mut p = pending(session, Issue::None, rec.request_id.clone(), req.now);
-    p.unproven = true;
-    // A login on this response starts an unbound session of this scope and client.
-    (p.scope, p.ua) = (ctx.scope, ctx.ua);
-    p.decision = "unproven";
-    p.session_hash = p.session.as_ref().map(|s| token::session_hash(&s.id));
-    RequestDecision {
-        outcome: RequestOutcome::Forward(edits),
-        pending: p,
-        record: rec,
-    }
-}
-
-/// The filter's own endpoint answered (DBSC): sent in every mode.
-#[cold]
-fn answer(r: LocalReply, word: &'static str, now: u64, rec: Record) -> RequestDecision {
-    let mut d = reply(r, word, now, rec);
-    if let RequestOutcome::Reply(r) = d.outcome {
-        d.outcome = RequestOutcome::Answer(r);
-    }
-    d
-}
-
-#[cold]
-fn reply(r: LocalReply, word: &'static str, now: u64, rec: Record) -> RequestDecision {
+fn stop(answered: (RequestOutcome, &'static str), now: u64, rec: Record) -> RequestDecision {
+    let (outcome, word) = answered;
     let mut pending = pending(None, Issue::None, rec.request_id.clone(), now);
     pending.decision = word;
     RequestDecision {
-        outcome: RequestOutcome::Reply(r),
+        outcome,
         pending,
         record: rec,
     }

@@ -57,9 +57,9 @@ fn referer_and_cookie_header() {
     );
     assert_eq!(r.counters, vec![(Counter::RefererScrubbed, 1)]);
     let hdrs: [&[u8]; 2] = [b"a=1; __Host-session=x", b"__Host-session=y"];
-    assert_eq!(cookie_header_without_mesh_cookie(&c, &hdrs, 0), None);
+    assert_eq!(cookie_header_without_mesh_cookie(&c, &hdrs, 0, false), None);
     assert_eq!(
-        cookie_header_without_mesh_cookie(&c, &hdrs, 2),
+        cookie_header_without_mesh_cookie(&c, &hdrs, 2, false),
         Some(vec![b"a=1".to_vec()])
     );
 }
@@ -74,7 +74,7 @@ fn mint_only_without_a_session_and_with_randomness() {
         scope: [0; 16],
         host: b"",
         ua: None,
-        ticket_session: None,
+        ticket: Default::default(),
     };
     let kept = mint(
         true,

@@ -37,46 +37,16 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
         mesh = MeshCookie::Keep;
     }
     let decision = decision(p, signal, &mesh);
-    let session_hash = match &mesh {
-        MeshCookie::Set(s) => Some(token::session_hash(&s.id)),
-        MeshCookie::Expire => None,
-        // An ID never committed is no session.
-        MeshCookie::Keep if p.issue == Issue::Minted => None,
-        MeshCookie::Keep => p
-            .session_hash
-            .or_else(|| p.session.as_ref().map(|s| token::session_hash(&s.id))),
-    };
+    let session_hash = left_session_hash(p, &mesh);
 
     let (list, changed) = harden_upstream_cookies(cfg, p, &resp.set_cookies, &mut rec);
-    let cacheable = super::cache::shared_cacheable(resp) || super::cache::partial(resp.status);
-    let offer = super::dbsc::offer(
-        cfg,
-        p,
-        &mesh,
-        rotated_or_ended,
-        cacheable,
-        resp.now,
-        &mut rec,
-    );
+    let offer = super::dbsc::offer(cfg, p, &mesh, rotated_or_ended, resp, &mut rec);
     let ours = mesh_set_cookie(cfg, &mesh, resp.now);
-    let ticket_expired = match mesh {
-        MeshCookie::Expire => super::dbsc::expired_ticket(cfg),
-        _ => None,
-    };
     // The offer's challenge belongs to one session: no shared cache may store it either.
     let personal = ours.is_some() || offer.is_some();
     let cache_control = cache_headers(personal, resp.cache_control.as_deref());
     let no_store = targeted_cache_headers(personal, &resp.targeted_cache);
-    let set_cookies = match (ours, changed, ticket_expired) {
-        (None, false, None) => SetCookies::Unchanged,
-        (Some(c), false, None) => SetCookies::Append(c),
-        (ours, _, ticket) => {
-            let mut list = list;
-            list.extend(ours.map(String::into_bytes));
-            list.extend(ticket.map(String::into_bytes));
-            SetCookies::Replace(list)
-        }
-    };
+    let set_cookies = set_cookies(cfg, &mesh, list, changed, ours);
     ResponseDecision {
         edits: ResponseEdits {
             remove,
@@ -88,6 +58,43 @@ pub fn decide_response(cfg: &Config, p: &Pending, resp: &ResponseView<'_>) -> Re
         record: rec,
         decision,
         session_hash,
+    }
+}
+
+/// The hash of the session the response leaves (filter state, logs).
+fn left_session_hash(p: &Pending, mesh: &MeshCookie) -> Option<[u8; 8]> {
+    match mesh {
+        MeshCookie::Set(s) => Some(token::session_hash(&s.id)),
+        MeshCookie::Expire => None,
+        // An ID never committed is no session.
+        MeshCookie::Keep if p.issue == Issue::Minted => None,
+        MeshCookie::Keep => p
+            .session_hash
+            .or_else(|| p.session.as_ref().map(|s| token::session_hash(&s.id))),
+    }
+}
+
+/// Every `Set-Cookie` of the response: the upstream's (hardened, `changed` when they differ
+/// from what it sent), then the mesh cookie's, and on an ended session the expired DBSC ticket.
+fn set_cookies(
+    cfg: &Config,
+    mesh: &MeshCookie,
+    mut list: Vec<Vec<u8>>,
+    changed: bool,
+    ours: Option<String>,
+) -> SetCookies {
+    let ticket_expired = match mesh {
+        MeshCookie::Expire => super::dbsc::expired_ticket(cfg),
+        _ => None,
+    };
+    match (ours, changed, ticket_expired) {
+        (None, false, None) => SetCookies::Unchanged,
+        (Some(c), false, None) => SetCookies::Append(c),
+        (ours, _, ticket) => {
+            list.extend(ours.map(String::into_bytes));
+            list.extend(ticket.map(String::into_bytes));
+            SetCookies::Replace(list)
+        }
     }
 }
 
@@ -288,7 +295,7 @@ pub fn harden_upstream_cookies(
     let mut changed = false;
     let mut list: Vec<Vec<u8>> = Vec::with_capacity(set_cookies.len() + 1);
     for v in set_cookies {
-        if super::dbsc::withheld(cfg, p, v, rec) {
+        if super::proof::withheld(cfg, p, v, rec) {
             changed = true;
             continue;
         }

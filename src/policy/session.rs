@@ -5,6 +5,7 @@
 //! age, scope, revocation, then the client fingerprint. Each later check runs only on a
 //! value the earlier ones accepted.
 
+use super::proof::Ticket;
 use super::{invalid_counter, tag, value_tag, Issue, Record};
 use crate::config::{ClientChange, Config};
 use crate::cookies::Found;
@@ -21,9 +22,9 @@ pub struct Ctx<'a> {
     pub host: &'a [u8],
     /// SHA-256 of the `User-Agent`; `None` when `detect.client_change` is off.
     pub ua: Option<[u8; 32]>,
-    /// With `dbsc.require_bound_after_s`: the hash of the session the request's valid DBSC
-    /// ticket was issued to (that session registered; its cookie may have lost the race).
-    pub ticket_session: Option<[u8; 8]>,
+    /// The request's DBSC ticket (`Absent` with DBSC off): read once, for the bound session's
+    /// proof, `dbsc.require_bound_after_s` and the Cookie header upstreams get.
+    pub ticket: Ticket,
 }
 
 /// What the request's mesh cookie is worth.
@@ -145,7 +146,7 @@ fn check_unbound(cfg: &Config, s: &Session, ctx: &Ctx<'_>) -> Result<(), Invalid
     };
     let late = ctx.now.saturating_sub(s.issued_at) > limit;
     if s.subject.is_some() && s.device.is_none() && late {
-        if ctx.ticket_session == Some(token::session_hash(&s.id)) {
+        if ctx.ticket.issued_to(&s.id).is_some() {
             return Ok(());
         }
         return Err(Invalid::Unbound);

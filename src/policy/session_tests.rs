@@ -23,7 +23,7 @@ fn ctx(c: &Config, host: &'static [u8], ua: &[u8]) -> Ctx<'static> {
         scope: super::super::request_scope(c, Some(host)),
         host,
         ua: (c.detect.client_change != ClientChange::Off).then(|| token::ua_digest(ua)),
-        ticket_session: None,
+        ticket: Default::default(),
     }
 }
 
