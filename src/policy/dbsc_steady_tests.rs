@@ -106,7 +106,7 @@ fn login_response(c: &Config, p: &Pending, signal: &'static [u8]) -> ResponseDec
 }
 
 #[test]
-fn offers_on_login_keeps_a_proven_binding_and_expires_the_ticket_on_logout() {
+fn offers_on_login_and_keeps_a_proven_binding() {
     let c = cfg("");
     let d = device(1);
     let (_, mesh) = session(&c, Some(&d));
@@ -156,8 +156,15 @@ fn offers_on_login_keeps_a_proven_binding_and_expires_the_ticket_on_logout() {
         let MeshCookieOf(s) = mesh_of(&c, &r);
         assert_eq!(s.device, kept);
     }
-    let p = decide(&c, &get(vec![proven_hdr.as_bytes()])).pending;
-    let mut p = p;
+}
+
+#[test]
+fn logout_expires_the_ticket_too() {
+    let c = cfg("");
+    let d = device(1);
+    let (_, mesh) = session(&c, Some(&d));
+    let proven_hdr = format!("{mesh}; {}", ticket(&c, &d, NOW + 10));
+    let mut p = decide(&c, &get(vec![proven_hdr.as_bytes()])).pending;
     p.may_signal = true;
     let r = login_response(&c, &p, b"logout");
     let SetCookies::Replace(list) = &r.edits.set_cookies else {

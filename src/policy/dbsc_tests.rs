@@ -159,6 +159,52 @@ fn registration_binds_an_authenticated_session_to_the_device_key() {
     assert!(next[0].ends_with(&format!(";id=\"{id}\"")), "{next:?}");
 }
 
+/// One endpoint request and what it must give: the status, the counter it moves, and whether
+/// the ECDSA check ran (`dbsc.verified`).
+struct Case {
+    cookie: String,
+    id: Option<String>,
+    proof: Option<String>,
+    status: u32,
+    counter: &'static str,
+    ecdsa: bool,
+}
+
+fn case(cookie: &str, proof: Option<String>, status: u32, counter: &'static str) -> Case {
+    let ecdsa = matches!(counter, "refreshed" | "rebound" | "invalid.signature");
+    let (cookie, id) = (cookie.to_string(), None);
+    Case {
+        cookie,
+        id,
+        proof,
+        status,
+        counter,
+        ecdsa,
+    }
+}
+
+impl Case {
+    fn id(mut self, id: &str) -> Case {
+        self.id = (!id.is_empty()).then(|| id.to_string());
+        self
+    }
+
+    /// Sends the case to `path` and checks what every case promises.
+    fn run(&self, c: &Config, path: &'static [u8]) -> RequestDecision {
+        let mut v = post(path, vec![self.cookie.as_bytes()]);
+        v.dbsc_session_id = self.id.as_deref().map(str::as_bytes);
+        v.dbsc_response = self.proof.as_deref().map(str::as_bytes);
+        let dec = decide(c, &v);
+        let counter = self.counter;
+        assert_eq!(answer(&dec).status, self.status, "{counter}");
+        let name = format!("session_guard.dbsc.{counter}");
+        assert!(counted(&dec, &name), "{counter}");
+        let ecdsa = counted(&dec, "session_guard.dbsc.verified");
+        assert_eq!(ecdsa, self.ecdsa, "{counter}");
+        dec
+    }
+}
+
 #[test]
 fn registration_refusals_and_the_order_of_checks() {
     let c = cfg("");
@@ -172,64 +218,21 @@ fn registration_refusals_and_the_order_of_checks() {
     let tail = jwt(&device(3), &good, true);
     signed_by_other.truncate(signed_by_other.rfind('.').unwrap());
     signed_by_other.push_str(&tail[tail.rfind('.').unwrap()..]);
-    // (cookie, proof, status, counter, ECDSA run)
-    let cases: Vec<(&str, Option<String>, u32, &str, bool)> = vec![
-        (
-            "",
-            Some(jwt(&d, &good, true)),
-            400,
-            "invalid.session",
-            false,
-        ),
-        (
-            &bound_mesh,
-            Some(jwt(&d, &good, true)),
-            400,
-            "invalid.bound",
-            false,
-        ),
-        (&mesh, None, 403, "challenged", false),
-        (
-            &mesh,
-            Some(jwt(&d, &other, true)),
-            403,
-            "invalid.challenge",
-            false,
-        ),
-        (
-            &mesh,
-            Some(jwt(&d, &stale, true)),
-            403,
-            "invalid.challenge",
-            false,
-        ),
-        (
-            &mesh,
-            Some(jwt(&d, &good, false)),
-            400,
-            "invalid.jwt",
-            false,
-        ),
-        (&mesh, Some("garbage".into()), 400, "invalid.jwt", false),
-        (&mesh, Some(signed_by_other), 400, "invalid.signature", true),
+    let reg = |ch: &str| Some(jwt(&d, ch, true));
+    let cases = [
+        case("", reg(&good), 400, "invalid.session"),
+        case(&bound_mesh, reg(&good), 400, "invalid.bound"),
+        case(&mesh, None, 403, "challenged"),
+        case(&mesh, reg(&other), 403, "invalid.challenge"),
+        case(&mesh, reg(&stale), 403, "invalid.challenge"),
+        case(&mesh, Some(jwt(&d, &good, false)), 400, "invalid.jwt"),
+        case(&mesh, Some("garbage".into()), 400, "invalid.jwt"),
+        case(&mesh, Some(signed_by_other), 400, "invalid.signature"),
     ];
-    for (cookie, proof, status, counter, ecdsa) in cases {
-        let mut v = post(START, vec![cookie.as_bytes()]);
-        v.dbsc_response = proof.as_deref().map(str::as_bytes);
-        let dec = decide(&c, &v);
-        let r = answer(&dec);
-        assert_eq!(r.status, status, "{counter}");
-        assert!(
-            counted(&dec, &format!("session_guard.dbsc.{counter}")),
-            "{counter}"
-        );
-        assert_eq!(
-            counted(&dec, "session_guard.dbsc.verified"),
-            ecdsa,
-            "{counter}"
-        );
+    for k in cases {
+        let dec = k.run(&c, START);
         assert!(!counted(&dec, "session_guard.dbsc.registered"));
-        assert!(header(r, "set-cookie").is_empty());
+        assert!(header(answer(&dec), "set-cookie").is_empty());
     }
 }
 
@@ -246,121 +249,68 @@ fn refresh_outcomes() {
     let thumb = public(&d).thumbprint();
     let good = dbsc::challenge(Bound::Refresh(&thumb), &c.keys[0], NOW - 100);
     let stale = dbsc::challenge(Bound::Refresh(&thumb), &c.keys[0], NOW - 961);
-    let quoted = format!("\"{}\"", jwt(&d, &good, false));
-    // (mesh cookie, id, proof, status, counter, ECDSA run)
-    let cases: Vec<(&str, &str, Option<String>, u32, &str, bool)> = vec![
-        (
+    let proof = || Some(jwt(&d, &good, false));
+    let cases = [
+        case(&mesh, proof(), 200, "refreshed").id(&id),
+        case(
             &mesh,
-            &id,
-            Some(jwt(&d, &good, false)),
+            Some(format!("\"{}\"", jwt(&d, &good, false))),
             200,
             "refreshed",
-            true,
-        ),
-        (&mesh, &id, Some(quoted), 200, "refreshed", true),
-        (&mesh, &id, None, 403, "challenged", false),
-        (
+        )
+        .id(&id),
+        case(&mesh, None, 403, "challenged").id(&id),
+        case(
             &mesh,
-            &id,
             Some(jwt(&d, &stale, false)),
             403,
             "invalid.challenge",
-            false,
-        ),
-        (
+        )
+        .id(&id),
+        case(&mesh, Some(jwt(&d, &good, true)), 403, "invalid.jwt").id(&id),
+        case(
             &mesh,
-            &id,
-            Some(jwt(&d, &good, true)),
-            403,
-            "invalid.jwt",
-            false,
-        ),
-        (
-            &mesh,
-            &id,
             Some(jwt(&device(9), &good, false)),
             403,
             "invalid.signature",
-            true,
-        ),
-        (
-            &mesh,
-            &forged_id,
-            Some(jwt(&d, &good, false)),
-            200,
-            "invalid.id",
-            false,
-        ),
-        (
-            &mesh,
-            "",
-            Some(jwt(&d, &good, false)),
-            200,
-            "invalid.id",
-            false,
-        ),
-        (
-            "",
-            &id,
-            Some(jwt(&d, &good, false)),
-            200,
-            "invalid.session",
-            false,
-        ),
-        (
-            &other_mesh,
-            &id,
-            Some(jwt(&d, &good, false)),
-            200,
-            "invalid.binding",
-            false,
-        ),
-        (
-            &unbound_mesh,
-            &id,
-            Some(jwt(&d, &good, false)),
-            200,
-            "rebound",
-            true,
-        ),
+        )
+        .id(&id),
+        case(&mesh, proof(), 200, "invalid.id").id(&forged_id),
+        case(&mesh, proof(), 200, "invalid.id"),
+        case("", proof(), 200, "invalid.session").id(&id),
+        case(&other_mesh, proof(), 200, "invalid.binding").id(&id),
+        case(&unbound_mesh, proof(), 200, "rebound").id(&id),
     ];
-    for (cookie, sid, proof, status, counter, ecdsa) in cases {
-        let mut v = post(REFRESH, vec![cookie.as_bytes()]);
-        v.dbsc_session_id = (!sid.is_empty()).then_some(sid.as_bytes());
-        v.dbsc_response = proof.as_deref().map(str::as_bytes);
-        let dec = decide(&c, &v);
-        let r = answer(&dec);
-        assert_eq!(r.status, status, "{counter}");
-        assert!(
-            counted(&dec, &format!("session_guard.dbsc.{counter}")),
-            "{counter}"
-        );
+    for k in cases {
+        let dec = k.run(&c, REFRESH);
+        check_refresh_answer(&c, &k, &dec, &thumb);
+    }
+}
+
+/// What a refresh answer carries beyond its status and counter: a ticket exactly when
+/// refreshed, the identifier echoed in `{"continue": false}`, a fresh challenge on a 403.
+fn check_refresh_answer(c: &Config, k: &Case, dec: &RequestDecision, thumb: &dbsc::Thumbprint) {
+    let (r, counter) = (answer(dec), k.counter);
+    let ticket_set = header(r, "set-cookie")
+        .iter()
+        .any(|c| c.starts_with("__Host-session-bound="));
+    let issued = matches!(counter, "refreshed" | "rebound");
+    assert_eq!(ticket_set, issued, "{counter}");
+    let json: Option<serde_json::Value> = serde_json::from_slice(&r.body).ok();
+    let ends = json.as_ref().is_some_and(|j| j["continue"] == false);
+    if let (true, Some(sid)) = (ends, &k.id) {
+        // The identifier presented is echoed: Chrome records a server-requested end.
         assert_eq!(
-            counted(&dec, "session_guard.dbsc.verified"),
-            ecdsa,
+            json.unwrap()["session_identifier"],
+            sid.as_str(),
             "{counter}"
         );
-        let ticket_set = header(r, "set-cookie")
-            .iter()
-            .any(|c| c.starts_with("__Host-session-bound="));
-        assert_eq!(
-            ticket_set,
-            matches!(counter, "refreshed" | "rebound"),
-            "{counter}"
-        );
-        let json: Option<serde_json::Value> = serde_json::from_slice(&r.body).ok();
-        let ends = json.as_ref().is_some_and(|j| j["continue"] == false);
-        if ends && !sid.is_empty() {
-            // The identifier presented is echoed: Chrome records a server-requested end.
-            assert_eq!(json.unwrap()["session_identifier"], sid, "{counter}");
-        }
-        assert_eq!(ends, counted(&dec, "session_guard.dbsc.ended"), "{counter}");
-        if status == 403 {
-            let ch = quoted_challenge(header(r, "secure-session-challenge")[0]);
-            let fresh =
-                dbsc::check_challenge(ch.as_bytes(), Bound::Refresh(&thumb), &c.keys, NOW, 960);
-            assert_eq!(fresh, Ok(()), "{counter}");
-        }
+    }
+    assert_eq!(ends, counted(dec, "session_guard.dbsc.ended"), "{counter}");
+    if k.status == 403 {
+        let ch = quoted_challenge(header(r, "secure-session-challenge")[0]);
+        let fresh = dbsc::check_challenge(ch.as_bytes(), Bound::Refresh(thumb), &c.keys, NOW, 960);
+        assert_eq!(fresh, Ok(()), "{counter}");
     }
 }
 
